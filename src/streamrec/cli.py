@@ -1,0 +1,314 @@
+"""The ``streamrec`` command line: thin; it parses and calls the Python API.
+
+Heavy modules (torch, the models) are imported inside the commands so that ``--help`` and the
+light commands start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    help="StreamRec: a deep-learning recommender system for a streaming-content platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Import, inspect and export datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _console().print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        _fail(f"--k expects comma-separated integers like 10,20, got {text!r}")
+    if not ks or min(ks) < 1:
+        _fail("--k needs positive integers")
+    return ks
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------- world
+@app.command()
+def world(
+    preset: str = typer.Option("demo", help="tiny, m0, m5, demo or platform."),
+    out: Path = typer.Option(..., help="Dataset directory to write."),
+    seed: int = typer.Option(0, help="Random seed (the world is deterministic for a seed)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing directory."),
+) -> None:
+    """Generate the synthetic StreamRec world (the built-in data)."""
+    from streamrec.data.world import PRESETS, generate_world
+
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    try:
+        path = generate_world(preset, out, seed=seed, overwrite=overwrite, progress=True)
+    except FileExistsError as e:
+        _fail(str(e))
+    _console().print(f"wrote the {preset} world to [bold]{path}[/]")
+
+
+# --------------------------------------------------------------------------- data
+@data_app.command("import")
+def data_import(
+    fmt: str = typer.Argument(
+        ..., help="movielens-100k, movielens-1m, lightgcn, recbole, unisrec, csv or parquet."
+    ),
+    src: Path = typer.Argument(..., help="Source file or directory (.gz files are read directly)."),
+    out: Path = typer.Option(..., help="Dataset directory to write."),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Importer option key=value (e.g. user=userId, sep=';')."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace an existing directory."),
+) -> None:
+    """Import a real dataset into StreamRec's format."""
+    from streamrec.config import parse_value
+    from streamrec.data.dataset import DatasetError
+    from streamrec.data.importers import import_dataset
+
+    opts: dict[str, Any] = {}
+    for item in option:
+        if "=" not in item:
+            _fail(f"--option expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        opts[key] = (
+            value if key in ("sep", "user", "item", "timestamp", "rating") else parse_value(value)
+        )
+    try:
+        ds = import_dataset(fmt, src, out, overwrite=overwrite, **opts)
+    except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as e:
+        _fail(str(e))
+    _console().print(
+        f"imported {ds.n_users:,} users, {ds.n_items:,} items, "
+        f"{ds.n_interactions:,} interactions to [bold]{out}[/]"
+    )
+
+
+@data_app.command("info")
+def data_info(
+    path: Path = typer.Argument(..., help="Dataset directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Users, items, interactions, density, sequence lengths, split sizes."""
+    from streamrec.data.dataset import DatasetError, load_dataset
+    from streamrec.run import _split_from_spec, default_split_spec
+
+    try:
+        ds = load_dataset(path)
+    except DatasetError as e:
+        _fail(str(e))
+    info = ds.info()
+    if ds.n_interactions:
+        split = _split_from_spec(ds, default_split_spec(ds))
+        info["default_split"] = split.protocol()
+    if as_json:
+        _print_json(info)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"dataset {ds.name}", show_header=False)
+    for key, value in info.items():
+        table.add_row(
+            key,
+            json.dumps(value)
+            if isinstance(value, dict | list)
+            else f"{value:,}"
+            if isinstance(value, int) and not isinstance(value, bool)
+            else str(value),
+        )
+    _console().print(table)
+
+
+@data_app.command("export")
+def data_export(
+    fmt: str = typer.Argument(..., help="Target format: recbole."),
+    path: Path = typer.Argument(..., help="Dataset directory."),
+    out: Path = typer.Option(..., help="Directory for the exported files."),
+    split: str = typer.Option(
+        "default",
+        help="Split to export as train/valid/test files: default, loo, temporal, "
+        "random, given, cold-items, or none.",
+    ),
+    name: str | None = typer.Option(None, help="Dataset name in the file names."),
+) -> None:
+    """Export a dataset (and its split) for another library, e.g. RecBole's atomic files."""
+    from streamrec.data.dataset import load_dataset
+    from streamrec.data.export import export_recbole
+    from streamrec.run import _split_from_spec, default_split_spec
+
+    if fmt != "recbole":
+        _fail(f"unknown export format {fmt!r}; supported: recbole")
+    ds = load_dataset(path)
+    sp = None
+    if split != "none":
+        spec = default_split_spec(ds) if split == "default" else {"method": split}
+        sp = _split_from_spec(ds, spec)
+    result = export_recbole(ds, out, split=sp, name=name)
+    _console().print(f"exported {ds.name} to [bold]{result}[/]")
+
+
+# --------------------------------------------------------------------------- models
+@app.command()
+def models() -> None:
+    """List the models ``streamrec train`` accepts."""
+    from streamrec.models import available_models
+
+    for name in available_models():
+        typer.echo(name)
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(..., help="Model name (see `streamrec models`)."),
+    data: Path = typer.Option(..., help="Dataset directory."),
+    out: Path = typer.Option(..., help="Run directory to write."),
+    config: Path | None = typer.Option(None, help="JSON/TOML file with model/train/split."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override: key=value, e.g. lr=5e-3, model.dim=64, split.method=loo."
+    ),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint."),
+    k: str = typer.Option("10,20", help="Cut-offs for the final evaluation."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Train a model on a dataset; evaluate it on the validation and test parts."""
+    from streamrec.data.dataset import DatasetError
+    from streamrec.run import train_run
+
+    try:
+        run = train_run(
+            model,
+            data,
+            out,
+            config,
+            set_,
+            resume=resume,
+            ks=_parse_ks(k),
+            progress=not quiet,
+            console=_console(),
+        )
+    except (ValueError, FileExistsError, FileNotFoundError, DatasetError) as e:
+        _fail(str(e))
+    test = run.results.get("test") or run.results.get("valid")
+    if test:
+        stage = "test" if "test" in run.results else "valid"
+        shown = ", ".join(
+            f"{k}={v:.4f}"
+            for k, v in test["metrics"].items()
+            if k.split("@")[0] in ("recall", "ndcg")
+        )
+        _console().print(f"{stage}: {shown}  ({test['evaluation']})")
+    _console().print(f"run written to [bold]{out}[/] in {run.results['train_seconds']:.1f}s")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory."),
+    split: str = typer.Option("test", help="valid or test."),
+    k: str = typer.Option("10,20", help="Comma-separated cut-offs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    sampled: int | None = typer.Option(
+        None, help="Rank among N sampled negatives instead of all items (labelled as such)."
+    ),
+    data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
+    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+) -> None:
+    """Evaluate a trained run by full ranking (training items masked)."""
+    from streamrec.run import load_run
+
+    try:
+        r = load_run(run, device=device, data=data)
+        result = r.evaluate(split, _parse_ks(k), sampled=sampled)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    result["run"] = str(run)
+    if as_json:
+        _print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"{r.config['model']} on {r.dataset.name} ({split}, {result['evaluation']})"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result["metrics"].items():
+        table.add_row(name, f"{value:.4f}")
+    _console().print(table)
+    _console().print(json.dumps(result["protocol"]["split"]))
+
+
+@app.command()
+def recommend(
+    run: Path = typer.Argument(..., help="Run directory."),
+    user: str = typer.Option(..., help="Original user id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many items."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    include_seen: bool = typer.Option(False, help="Do not filter the user's seen items."),
+    data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
+) -> None:
+    """Top-k items for a user (original ids in and out)."""
+    from streamrec.run import load_run
+
+    try:
+        r = load_run(run, data=data)
+        recs = r.recommend(user, k, exclude_seen=not include_seen)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if as_json:
+        _print_json({"user": user, "items": recs})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"top {k} for user {user} ({r.config['model']})")
+    for col in recs[0] if recs else ["rank", "item", "score"]:
+        table.add_column(col)
+    for row in recs:
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+    _console().print(table)
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("streamrec-demo"), help="Directory for data, runs and report."),
+    preset: str = typer.Option("demo", help="World preset (tiny for a quick look)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    models_: str | None = typer.Option(
+        None, "--models", help="Comma-separated subset of models (default: all)."
+    ),
+) -> None:
+    """The main job: generate the world, train every model, print a leaderboard, write a report."""
+    from streamrec.demo import run_demo
+
+    chosen = [m.strip() for m in models_.split(",")] if models_ else None
+    report = run_demo(out, preset=preset, seed=seed, models=chosen, console=_console())
+    _console().print(f"report: [bold]{report}[/]")
+
+
+def main() -> None:
+    """Entry point of the ``streamrec`` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

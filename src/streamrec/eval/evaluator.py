@@ -1,0 +1,183 @@
+"""Full-ranking evaluation: every item is a candidate, seen items are masked.
+
+For each evaluated user the model scores **all** items; the items the user interacted with in
+the history of that stage (training for ``valid``; training + validation for ``test``) are set
+to ``-inf`` so they can never be recommended, and the top-K list is compared with the held-out
+items of the stage. Users are processed in batches, so memory is bounded by
+``batch_users x n_items`` scores whatever the number of users.
+
+Sampled-negative evaluation (rank the held-out items among ``N`` random unseen items) is
+available only on request (``sampled=N``) and is labelled as such in the protocol of every
+result, because its numbers are not comparable with full ranking.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from streamrec.data.dataset import Dataset
+from streamrec.data.splits import Split
+from streamrec.eval.metrics import ALL_RANKING_METRICS, RankingAccumulator
+
+
+def _mask_rows(scores: torch.Tensor, rows: sp.csr_matrix) -> None:
+    """Set ``scores[i, j] = -inf`` for every stored (i, j) of ``rows`` ([B, n_items] CSR)."""
+    if rows.nnz == 0:
+        return
+    r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    ri = torch.as_tensor(r, device=scores.device)
+    ci = torch.as_tensor(rows.indices.astype(np.int64), device=scores.device)
+    scores[ri, ci] = float("-inf")
+
+
+def _sampled_candidates(
+    n_rows: int,
+    n_items: int,
+    excluded: sp.csr_matrix,
+    truth: sp.csr_matrix,
+    n_negatives: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """Bool [B, n_items]: each row's truth items plus ``n_negatives`` random unseen items."""
+    keys = torch.rand(n_rows, n_items, generator=generator).to(device)
+    forbidden = (excluded + truth).tocsr()
+    _mask_rows(keys, forbidden)  # -inf, i.e. never among the largest keys
+    n_neg = min(n_negatives, n_items)
+    neg = torch.topk(keys, n_neg, dim=1).indices
+    valid = torch.gather(keys, 1, neg) > float("-inf")
+    cand = torch.zeros(n_rows, n_items, dtype=torch.bool, device=device)
+    cand.scatter_(1, neg, valid)
+    if truth.nnz:
+        r = np.repeat(np.arange(n_rows), np.diff(truth.indptr))
+        cand[torch.as_tensor(r, device=device), torch.as_tensor(truth.indices, device=device)] = (
+            True
+        )
+    return cand
+
+
+@torch.no_grad()
+def rank_users(
+    model: Any,
+    users: np.ndarray,
+    history: Dataset,
+    k: int,
+    exclude: sp.csr_matrix | None = None,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items and their scores for ``users``, excluding the items in ``exclude``.
+
+    users: int [U]; exclude: CSR [n_users, n_items] of items never to recommend (default:
+    every item in ``history``). Returns ``(items int64 [U, k], scores float32 [U, k])``;
+    slots with no remaining candidate hold item ``-1`` and score ``-inf``.
+    """
+    if exclude is None:
+        exclude = history.csr()
+    device = model.device
+    k = min(k, model.n_items)
+    out_items = np.empty((len(users), k), dtype=np.int64)
+    out_scores = np.empty((len(users), k), dtype=np.float32)
+    for start in range(0, len(users), batch_size):
+        batch = np.asarray(users[start : start + batch_size])
+        scores = model.score(torch.as_tensor(batch, dtype=torch.long, device=device), history)
+        scores = scores.float()
+        _mask_rows(scores, exclude[batch])
+        top = torch.topk(scores, k, dim=1)
+        items, vals = top.indices, top.values
+        items = torch.where(torch.isneginf(vals), torch.full_like(items, -1), items)
+        out_items[start : start + len(batch)] = items.cpu().numpy()
+        out_scores[start : start + len(batch)] = vals.cpu().numpy()
+    return out_items, out_scores
+
+
+@torch.no_grad()
+def evaluate_ranking(
+    model: Any,
+    ds: Dataset,
+    split: Split,
+    stage: str = "test",
+    ks: Sequence[int] = (10, 20),
+    metrics: Sequence[str] = ALL_RANKING_METRICS,
+    batch_size: int = 1024,
+    sampled: int | None = None,
+    seed: int = 0,
+    max_users: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a recommender on one stage of a split, by full ranking unless ``sampled``.
+
+    Returns ``{"metrics": {"recall@20": ..., ...}, "protocol": {...}, "seconds": ...}`` where
+    the protocol names the dataset, split, stage, candidate set, masking, K and the number of
+    users evaluated. ``max_users`` evaluates a deterministic random subset of users (labelled).
+    """
+    if stage not in ("valid", "test"):
+        raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError("ks must be positive integers")
+    t0 = time.perf_counter()
+    history = split.history(ds, stage)
+    seen = history.csr()
+    truth = split.part(ds, stage).csr()
+    # A held-out item the user already saw cannot be recommended; it is not counted as truth.
+    truth = (truth - truth.multiply(seen)).tocsr()
+    truth.eliminate_zeros()
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    n_eligible = len(users)
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    n_items = ds.n_items
+    acc = RankingAccumulator(ks, n_items, metrics)
+    kmax = min(ks[-1], n_items)
+    device = model.device
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = model.score(torch.as_tensor(batch, dtype=torch.long, device=device), history)
+        scores = scores.float()
+        if sampled is not None:
+            cand = _sampled_candidates(
+                len(batch), n_items, seen[batch], truth[batch], sampled, gen, scores.device
+            )
+            scores = scores.masked_fill(~cand, float("-inf"))
+        else:
+            _mask_rows(scores, seen[batch])
+        top = torch.topk(scores, kmax, dim=1)
+        items = torch.where(
+            torch.isneginf(top.values), torch.full_like(top.indices, -1), top.indices
+        )
+        acc.update(items.cpu().numpy(), truth[batch])
+    has_history = np.diff(seen.indptr)[users] > 0
+    protocol = {
+        "dataset": ds.name,
+        "split": split.protocol(),
+        "stage": stage,
+        "candidates": f"sampled: truth + {sampled} random unseen items"
+        if sampled is not None
+        else "full ranking: all items",
+        "sampled_negatives": sampled,
+        "masked": "train items" if stage == "valid" else "train + valid items",
+        "ks": ks,
+        "n_items": n_items,
+        "users_evaluated": int(len(users)),
+        "users_eligible": int(n_eligible),
+        "users_without_history": int((~has_history).sum()),
+        "model": getattr(model, "name", type(model).__name__),
+    }
+    result = {k: float(v) for k, v in acc.result().items()}
+    evaluation = (
+        f"SAMPLED ({sampled} negatives; not comparable with full ranking)"
+        if sampled is not None
+        else "full ranking"
+    )
+    return {
+        "metrics": result,
+        "evaluation": evaluation,
+        "protocol": protocol,
+        "seconds": time.perf_counter() - t0,
+    }
