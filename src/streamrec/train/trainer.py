@@ -1,0 +1,837 @@
+"""The one training loop for every torch model of StreamRec.
+
+:class:`Trainer` drives any :class:`~streamrec.models.base.Recommender` through its contract
+(``batches`` / ``loss`` for trainable models, ``fit`` for closed-form ones), with
+
+* an optimizer and a per-step LR schedule (:mod:`streamrec.train.schedules`),
+* global gradient-norm clipping (the pre-clip norm is recorded),
+* validation every ``eval_every`` epochs, early stopping on one validation metric, and the
+  best weights kept in memory and on disk,
+* a run directory with ``metrics.jsonl`` (one line per epoch), ``checkpoint.pt`` (everything
+  needed to continue, written atomically after every epoch), ``model.safetensors`` (the chosen
+  weights) and ``training_curve.png``,
+* exact resume: a run interrupted after epoch ``k`` and resumed ends with the same weights,
+  the same ``metrics.jsonl`` (timings aside) and the same best metric as an uninterrupted one,
+* callbacks for diagnostics (``after_backward`` sees the gradients before clipping).
+
+Determinism: epoch ``e`` seeds torch with a hash of ``(seed, e)`` and draws its batches with
+``np.random.default_rng([seed, e])``, so an epoch does not depend on how the process got there.
+
+See ``docs/training.md`` for the options table and the checkpoint format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamrec.data.dataset import Dataset
+from streamrec.models.base import Recommender
+from streamrec.train.schedules import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
+
+CHECKPOINT_FORMAT = "streamrec-checkpoint/1"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
+WEIGHTS_FILE = "model.safetensors"
+CURVE_FILE = "training_curve.png"
+
+#: config fields that may differ between an interrupted run and its resumption (they do not
+#: change what is computed).
+RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epochs"})
+
+Validate = Callable[[Recommender], Mapping[str, float]]
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by ``stop_after_epochs`` (a simulated kill) after the checkpoint is written."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+# ======================================================================== config
+@dataclasses.dataclass
+class TrainConfig:
+    """Options of the training loop (see ``docs/training.md`` for the full table)."""
+
+    epochs: int = 20
+    batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+    clip_norm: float | None = None
+    patience: int = 5
+    valid_metric: str = "ndcg@20"
+    metric_mode: str = "max"
+    eval_every: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    threads: int | None = None
+    #: internal/testing: raise TrainingInterrupted after this many epochs of one fit() call
+    stop_after_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        self.optimizer = str(self.optimizer).lower()
+        self.schedule = str(self.schedule).lower()
+        self.metric_mode = str(self.metric_mode).lower()
+        problems = []
+        if int(self.epochs) < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                            f"{self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got "
+                            f"{self.schedule!r}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            problems.append(f"warmup_epochs must be in [0, epochs={self.epochs}], got "
+                            f"{self.warmup_epochs}")
+        if int(self.step_size) < 1:
+            problems.append(f"step_size must be >= 1, got {self.step_size}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            problems.append(f"clip_norm must be > 0 or None, got {self.clip_norm}")
+        if int(self.patience) < 0:
+            problems.append(f"patience must be >= 0 (0 = off), got {self.patience}")
+        if self.metric_mode not in ("max", "min"):
+            problems.append(f"metric_mode must be 'max' or 'min', got {self.metric_mode!r}")
+        if int(self.eval_every) < 1:
+            problems.append(f"eval_every must be >= 1, got {self.eval_every}")
+        if int(self.seed) < 0:
+            problems.append(f"seed must be >= 0, got {self.seed}")
+        if self.threads is not None and int(self.threads) < 1:
+            problems.append(f"threads must be >= 1 or None, got {self.threads}")
+        if self.stop_after_epochs is not None and int(self.stop_after_epochs) < 1:
+            problems.append(f"stop_after_epochs must be >= 1 or None, got "
+                            f"{self.stop_after_epochs}")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-able dict (``betas`` as a list)."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict, rejecting unknown keys with a clear message."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown train option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
+        return cls(**dict(values))
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    best_epoch: 0-based epoch whose weights the model holds at the end (the best validated
+        epoch, or the last epoch when there was no validation).
+    best_metric: the best value of ``valid_metric`` (None without validation).
+    epochs_run: epochs trained in total (across resumptions); 0 for closed-form models.
+    stopped_early: whether early stopping (or a callback) ended training before ``epochs``.
+    train_seconds: wall time of training and validation (across resumptions).
+    history: one dict per epoch, as in ``metrics.jsonl``.
+    """
+
+    best_epoch: int
+    best_metric: float | None
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+    history: list[dict[str, Any]]
+
+
+class Callback:
+    """Hooks into the loop; subclass and override what you need (all are no-ops).
+
+    The trainer exposes ``model``, ``optimizer``, ``scheduler``, ``cfg``, ``current_epoch``
+    (the epoch being trained), ``epoch`` (the last completed one), ``global_step`` (optimizer
+    steps so far), ``steps_per_epoch``, ``history``, ``last_grad_norm`` (pre-clip norm of the
+    latest step, a 0-d tensor) and ``should_stop`` (set it to True to end training after the
+    current epoch, e.g. from ``on_epoch_end``).
+    """
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first epoch of this ``fit`` call (after a resume: of the rest)."""
+
+    def after_backward(self, trainer: Trainer, step: int) -> None:
+        """After ``loss.backward()``, before clipping and ``optimizer.step()``.
+
+        ``step`` is the 0-based step within the epoch; the parameters' ``.grad`` hold the
+        raw (unclipped) gradients — the place for per-layer gradient-norm diagnostics.
+        """
+
+    def on_batch_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
+        """After the optimizer and scheduler steps. ``loss`` is the detached 0-d loss tensor
+        on the model's device (``float(loss)`` forces a device sync)."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        """After an epoch (and its validation); ``logs`` is the epoch's metrics.jsonl record."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the best weights are restored and the run directory is written."""
+
+
+# ======================================================================== helpers
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as torch reads it."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move a batch to ``device``: tensors and numpy arrays, recursively inside tuples
+    (named tuples too), lists and dicts; everything else is returned as is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, np.ndarray):
+        return torch.as_tensor(np.ascontiguousarray(batch)).to(device)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: move_to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, tuple):
+        items = [move_to_device(v, device) for v in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    if isinstance(batch, list):
+        return [move_to_device(v, device) for v in batch]
+    return batch
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Torch seed of one epoch: a stable hash of ``(seed, epoch)`` (63-bit)."""
+    state = np.random.SeedSequence([int(seed), int(epoch), 0x5EED]).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's tensors: contiguous, each with its own storage (so tied /
+    shared weights save to safetensors), detached from the live parameters."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.detach().to("cpu", copy=True).contiguous()
+    return out
+
+
+def save_weights(state: Mapping[str, torch.Tensor], path: str | Path,
+                 metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a state dict to a safetensors file atomically (tmp file, then ``os.replace``)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in state.items():
+        t = v.detach()
+        if t.device.type != "cpu":
+            t = t.to("cpu")
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen or not t.is_contiguous():
+            t = t.clone().contiguous()
+        if t.numel():
+            seen.add(ptr)
+        tensors[k] = t
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=dict(metadata or {"format": "pt"}))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically: a temporary sibling, fsync, then ``os.replace``,
+    so an interruption leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
+
+    Loaded with ``weights_only=True``: a checkpoint holds only tensors and plain Python data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a StreamRec checkpoint ({CHECKPOINT_FORMAT})")
+    return state
+
+
+def get_rng_states() -> dict[str, Any]:
+    """The global RNG states: python ``random``, numpy's global generator, torch CPU/CUDA."""
+    np_state = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`get_rng_states` returned."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        cuda = states["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file."""
+    lines = Path(path).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_line(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, default=_json_default) + "\n"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, torch.Tensor) and o.numel() == 1:
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o)}")
+
+
+def _fmt(v: float | None, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+# ======================================================================== trainer
+class Trainer:
+    """Train one model on one dataset (see the module docstring and ``docs/training.md``).
+
+    model: the recommender (moved to ``cfg.device``).
+    train: the training view of the data, passed to ``model.batches`` / ``model.fit``.
+    cfg: the loop's options.
+    run_dir: where metrics, checkpoints, weights and the curve go; None writes nothing.
+    validate: ``model -> {metric: value}``, called in eval mode under ``torch.no_grad()``
+        every ``cfg.eval_every`` epochs and after the last; must contain ``cfg.valid_metric``.
+    callbacks: :class:`Callback` instances, called in order.
+    console: a ``rich.console.Console`` for the progress bar and the epoch lines (default:
+        one on stderr).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        train: Dataset,
+        cfg: TrainConfig,
+        run_dir: str | Path | None = None,
+        validate: Validate | None = None,
+        callbacks: Sequence[Callback] = (),
+        console: Any = None,
+    ) -> None:
+        from rich.console import Console
+
+        self.model = model
+        self.train_data = train
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.validate = validate
+        self.callbacks = list(callbacks)
+        self.console = console if console is not None else Console(stderr=True)
+        self.device = resolve_device(cfg.device)
+
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.steps_per_epoch = 0
+        self.epoch = -1  # last completed epoch
+        self.current_epoch = -1  # the epoch being trained (== epoch between epochs)
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_metric: float | None = None
+        self.best_epoch: int = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals = 0
+        self.should_stop = False
+        self.stopped_early = False
+        self.train_seconds = 0.0
+        #: pre-clip global grad norm of the latest step (0-d tensor on the model's device)
+        self.last_grad_norm: torch.Tensor | None = None
+        self._warned_batches = False
+
+    # ------------------------------------------------------------------ paths
+    def _path(self, name: str) -> Path | None:
+        return self.run_dir / name if self.run_dir is not None else None
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train (or continue a checkpointed run with ``resume=True``) and return the result.
+
+        Raises :class:`TrainingInterrupted` when ``cfg.stop_after_epochs`` is reached,
+        :class:`NonFiniteLossError` when the loss becomes NaN/inf.
+        """
+        cfg = self.cfg
+        if cfg.threads is not None:
+            torch.set_num_threads(int(cfg.threads))
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.model.to(self.device)
+        if not type(self.model).trainable:
+            if resume:
+                self.console.print("[dim]closed-form model: nothing to resume, fitting[/dim]")
+            return self._fit_closed_form()
+        return self._fit_loop(resume)
+
+    # ------------------------------------------------------------------ closed form
+    def _fit_closed_form(self) -> TrainResult:
+        t0 = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        self.model.fit(self.train_data)
+        logs = self._run_validation()
+        seconds = time.perf_counter() - t0
+        record = {"epoch": 0, "loss": None, "lr": None, "grad_norm": None,
+                  "seconds": seconds, "valid": logs}
+        self.history = [record]
+        self.train_seconds = seconds
+        self.best_epoch = 0
+        self.best_metric = logs.get(self.cfg.valid_metric) if logs else None
+        if self.run_dir is not None:
+            _write_text_atomic(self._path(METRICS_FILE), _json_line(record))
+            save_weights(cpu_state_dict(self.model), self._path(WEIGHTS_FILE),
+                         {"format": "pt", "epoch": "0"})
+        metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in (logs or {}).items())
+        self.console.print(f"fit {type(self.model).__name__} (closed form)  {metrics}  "
+                           f"{seconds:.1f}s")
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, 0, record)
+            cb.on_train_end(self)
+        return TrainResult(best_epoch=0, best_metric=self.best_metric, epochs_run=0,
+                           stopped_early=False, train_seconds=seconds, history=self.history)
+
+    # ------------------------------------------------------------------ loop
+    def _setup_optim(self) -> None:
+        self.steps_per_epoch = max(
+            1, int(self.model.num_batches(self.train_data, self.cfg.batch_size))
+        )
+        self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg, self.steps_per_epoch)
+
+    def _fit_loop(self, resume: bool) -> TrainResult:
+        cfg = self.cfg
+        self._setup_optim()
+        finished = False
+        if resume:
+            finished = self._restore()
+        else:
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)
+            torch.manual_seed(cfg.seed)
+            if self.run_dir is not None:
+                for name in (CHECKPOINT_FILE, METRICS_FILE):
+                    p = self._path(name)
+                    if p.exists():
+                        p.unlink()
+
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        epochs_this_call = 0
+        try:
+            while not finished and self.epoch + 1 < cfg.epochs:
+                epoch = self.epoch + 1
+                record = self._run_epoch(epoch)
+                epochs_this_call += 1
+                finished = self.should_stop or epoch + 1 >= cfg.epochs
+                self.stopped_early = self.should_stop and epoch + 1 < cfg.epochs
+                if self.run_dir is not None:
+                    save_checkpoint(self._checkpoint_state(finished),
+                                    self._path(CHECKPOINT_FILE))
+                self._print_epoch(record)
+                if (not finished and cfg.stop_after_epochs is not None
+                        and epochs_this_call >= cfg.stop_after_epochs):
+                    raise TrainingInterrupted(
+                        f"stopped after {epochs_this_call} epoch(s) (stop_after_epochs); last "
+                        f"completed epoch {epoch}; continue with fit(resume=True)"
+                    )
+        except KeyboardInterrupt:
+            # Checkpoints are written atomically, so the last completed epoch's one is intact
+            # (a metrics.jsonl line past it is dropped on resume).
+            where = ""
+            if self.run_dir is not None and self.epoch >= 0:
+                where = (f"; {self._path(CHECKPOINT_FILE)} holds epoch {self.epoch}, "
+                         "continue with fit(resume=True)")
+            self.console.print(
+                f"[yellow]interrupted during epoch {self.epoch + 1}{where}[/yellow]"
+            )
+            raise
+        return self._finish()
+
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        cfg, model = self.cfg, self.model
+        assert self.optimizer is not None and self.scheduler is not None
+        t0 = time.perf_counter()
+        self.current_epoch = epoch
+        model.train()
+        model.on_epoch_start(epoch)
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        rng = np.random.default_rng([cfg.seed, epoch])
+        device = model.device
+        # On the CPU a sync is free: check every step, before the optimizer step. On an
+        # accelerator sync every `sync_every` steps (the culprit step is still named exactly).
+        sync_every = 1 if device.type == "cpu" else 32
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        losses: list[torch.Tensor] = []
+        grad_norms: list[torch.Tensor] = []
+        checked = 0
+        loss_sum = 0.0
+        step_lr = self.optimizer.param_groups[0]["lr"]
+
+        progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("lr {task.fields[lr]:.2e}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=not cfg.progress,
+        )
+        with progress:
+            task = progress.add_task("train", total=self.steps_per_epoch, epoch=epoch,
+                                     loss="-", lr=step_lr)
+            step = -1
+            for step, batch in enumerate(model.batches(self.train_data, cfg.batch_size, rng)):
+                batch = move_to_device(batch, device)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = model.loss(batch)
+                if loss.dim() != 0:
+                    raise ValueError(
+                        f"{type(model).__name__}.loss must return a scalar, got shape "
+                        f"{tuple(loss.shape)}"
+                    )
+                losses.append(loss.detach())
+                if len(losses) - checked >= sync_every:
+                    loss_sum += self._check_losses(losses, checked, epoch)
+                    checked = len(losses)
+                    progress.update(task, completed=step + 1,
+                                    loss=f"{loss_sum / checked:.4f}", lr=step_lr)
+                loss.backward()
+                for cb in self.callbacks:
+                    cb.after_backward(self, step)
+                grads = [p.grad for p in params if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(
+                    (), device=device)
+                if cfg.clip_norm is not None and grads:
+                    torch.nn.utils.clip_grads_with_norm_(params, cfg.clip_norm, norm)
+                self.last_grad_norm = norm.detach()
+                grad_norms.append(self.last_grad_norm)
+                step_lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                self._scheduler_step()
+                self.global_step += 1
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, step, losses[-1])
+            if step < 0:
+                raise RuntimeError(
+                    f"{type(model).__name__}.batches yielded no batch in epoch {epoch}"
+                )
+            if checked < len(losses):
+                loss_sum += self._check_losses(losses, checked, epoch)
+        n_steps = len(losses)
+        if n_steps != self.steps_per_epoch and not self._warned_batches:
+            self._warned_batches = True
+            self.console.print(
+                f"[yellow]warning: {type(model).__name__}.num_batches said "
+                f"{self.steps_per_epoch} batches per epoch but batches() yielded {n_steps}; "
+                "the LR schedule assumes num_batches[/yellow]"
+            )
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": loss_sum / n_steps,
+            "lr": float(step_lr),
+            "grad_norm": float(torch.stack(grad_norms).float().mean().item()),
+            "seconds": 0.0,
+            "valid": None,
+        }
+
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs:
+            logs = self._run_validation()
+            if logs is not None:
+                record["valid"] = logs
+                self._update_best(epoch, logs)
+        record["seconds"] = time.perf_counter() - t0
+        self.train_seconds += record["seconds"]
+        self.epoch = epoch
+        self.history.append(record)
+        if self.run_dir is not None:
+            with open(self._path(METRICS_FILE), "a") as f:
+                f.write(_json_line(record))
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, record)
+        return record
+
+    def _scheduler_step(self) -> None:
+        sched = self.scheduler
+        total = getattr(sched, "total_steps", None)
+        if total is not None and sched.last_epoch >= total:
+            return  # OneCycleLR refuses steps past its end (num_batches under-counted)
+        sched.step()
+
+    def _check_losses(self, losses: list[torch.Tensor], start: int, epoch: int) -> float:
+        """Sum of ``losses[start:]`` (one device sync); raise on the first non-finite one."""
+        window = losses[start:]
+        values = torch.stack(window).double().tolist() if len(window) > 1 else [
+            float(window[0])]
+        for k, v in enumerate(values):
+            if not math.isfinite(v):
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({v}) at epoch {epoch}, step {start + k} "
+                    f"(of {self.steps_per_epoch}); lower the learning rate (lr={self.cfg.lr}), "
+                    "set clip_norm, or check the model's inputs. The checkpoint of the last "
+                    "completed epoch is intact."
+                )
+        return float(sum(values))
+
+    def _run_validation(self) -> dict[str, float] | None:
+        if self.validate is None:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                raw = self.validate(self.model)
+        finally:
+            self.model.train(was_training)
+        logs = {str(k): float(v) for k, v in dict(raw).items()}
+        if type(self.model).trainable and self.cfg.valid_metric not in logs:
+            raise KeyError(
+                f"validation returned no {self.cfg.valid_metric!r} (valid_metric); it returned "
+                f"{', '.join(sorted(logs)) or 'nothing'}"
+            )
+        return logs
+
+    def _improved(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_metric is None:
+            return True
+        if self.cfg.metric_mode == "max":
+            return value > self.best_metric
+        return value < self.best_metric
+
+    def _update_best(self, epoch: int, logs: Mapping[str, float]) -> None:
+        value = logs[self.cfg.valid_metric]
+        if self._improved(value):
+            self.best_metric = float(value)
+            self.best_epoch = epoch
+            self.best_state = cpu_state_dict(self.model)
+            self.bad_evals = 0
+            if self.run_dir is not None:
+                save_weights(self.best_state, self._path(WEIGHTS_FILE),
+                             {"format": "pt", "epoch": str(epoch)})
+        else:
+            self.bad_evals += 1
+            if self.cfg.patience and self.bad_evals >= self.cfg.patience:
+                self.should_stop = True
+
+    def _print_epoch(self, record: Mapping[str, Any]) -> None:
+        parts = [
+            f"epoch {record['epoch']:>3d}/{self.cfg.epochs - 1}",
+            f"loss {_fmt(record['loss'])}",
+            f"lr {_fmt(record['lr'], '.2e')}",
+            f"|g| {_fmt(record['grad_norm'], '.3g')}",
+        ]
+        if record["valid"]:
+            parts.append("  ".join(f"{k}={_fmt(v)}" for k, v in record["valid"].items()))
+            if self.best_epoch == record["epoch"]:
+                parts.append("[green]* best[/green]")
+        parts.append(f"{record['seconds']:.1f}s")
+        if self.should_stop and self.stopped_early:
+            parts.append(f"[yellow]early stop (best epoch {self.best_epoch})[/yellow]")
+        self.console.print("  ".join(parts), highlight=False)
+
+    # ------------------------------------------------------------------ checkpoint
+    def _checkpoint_state(self, finished: bool) -> dict[str, Any]:
+        assert self.optimizer is not None and self.scheduler is not None
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_evals": self.bad_evals,
+            "best_state": self.best_state,
+            "should_stop": self.should_stop,
+            "stopped_early": self.stopped_early,
+            "finished": finished,
+            "rng": get_rng_states(),
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "config": self.cfg.to_dict(),
+        }
+
+    def _restore(self) -> bool:
+        """Load ``run_dir/checkpoint.pt`` into the model, optimizer, scheduler and loop state;
+        rewrite ``metrics.jsonl`` from the checkpoint. Returns whether training had finished."""
+        if self.run_dir is None:
+            raise ValueError("resume=True needs a run_dir holding a checkpoint")
+        path = self._path(CHECKPOINT_FILE)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: no {CHECKPOINT_FILE} in {self.run_dir} (no epoch was completed "
+                "there); start with resume=False"
+            )
+        state = load_checkpoint(path)
+        saved, now = state["config"], self.cfg.to_dict()
+        diffs = sorted(k for k in set(saved) | set(now)
+                       if k not in RESUME_FREE_FIELDS and saved.get(k) != now.get(k))
+        if diffs:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diffs)
+            raise ValueError(
+                f"cannot resume {path}: the training config changed ({detail}); an exact "
+                "resume needs the same options (only progress, threads, device and "
+                "stop_after_epochs may change)"
+            )
+        assert self.optimizer is not None and self.scheduler is not None
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.best_metric = state["best_metric"]
+        self.best_epoch = int(state["best_epoch"])
+        self.bad_evals = int(state["bad_evals"])
+        self.best_state = state["best_state"]
+        self.should_stop = bool(state["should_stop"])
+        self.stopped_early = bool(state["stopped_early"])
+        self.history = list(state["history"])
+        self.train_seconds = float(state["train_seconds"])
+        set_rng_states(state["rng"])
+        _write_text_atomic(self._path(METRICS_FILE), "".join(_json_line(r) for r in self.history))
+        self.console.print(
+            f"resumed {self.run_dir} after epoch {self.epoch} "
+            f"(best {_fmt(self.best_metric)} at epoch {self.best_epoch})",
+            highlight=False,
+        )
+        return bool(state["finished"])
+
+    # ------------------------------------------------------------------ end
+    def _finish(self) -> TrainResult:
+        if self.validate is not None and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        else:
+            self.best_epoch = self.epoch
+        if self.run_dir is not None:
+            save_weights(cpu_state_dict(self.model), self._path(WEIGHTS_FILE),
+                         {"format": "pt", "epoch": str(self.best_epoch)})
+            from streamrec.train.plots import plot_training_curve
+
+            chosen = (f"best {self.cfg.valid_metric} at epoch {self.best_epoch}"
+                      if self.best_state is not None else f"last epoch {self.best_epoch}")
+            plot_training_curve(self.history, self._path(CURVE_FILE),
+                                title=f"{type(self.model).__name__}: {chosen}",
+                                best_epoch=self.best_epoch)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return TrainResult(
+            best_epoch=self.best_epoch,
+            best_metric=self.best_metric,
+            epochs_run=self.epoch + 1,
+            stopped_early=self.stopped_early,
+            train_seconds=self.train_seconds,
+            history=list(self.history),
+        )
+
+
+def train_model(
+    model: Recommender,
+    train: Dataset,
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    validate: Validate | None = None,
+    resume: bool = False,
+    callbacks: Iterable[Callback] = (),
+    console: Any = None,
+) -> TrainResult:
+    """Train ``model`` with one :class:`Trainer` (see its docstring); returns the result."""
+    trainer = Trainer(model, train, cfg, run_dir=run_dir, validate=validate,
+                      callbacks=list(callbacks), console=console)
+    return trainer.fit(resume=resume)
