@@ -214,7 +214,7 @@ def train(
         shown = ", ".join(
             f"{k}={v:.4f}"
             for k, v in test["metrics"].items()
-            if k.split("@")[0] in ("recall", "ndcg")
+            if k.split("@")[0] in ("recall", "ndcg", "auc", "logloss", "oracle_auc")
         )
         _console().print(f"{stage}: {shown}  ({test['evaluation']})")
     _console().print(f"run written to [bold]{out}[/] in {run.results['train_seconds']:.1f}s")

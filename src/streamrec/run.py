@@ -69,11 +69,14 @@ class Run:
         batch_size: int = 1024,
     ) -> dict[str, Any]:
         """Metrics of the model on ``stage`` (``valid`` or ``test``), full ranking by default."""
-        from streamrec.eval.evaluator import evaluate_ranking
+        from streamrec.eval.evaluator import evaluate_model
 
-        return evaluate_ranking(
-            self.model, self.dataset, self.split, stage, ks, sampled=sampled, batch_size=batch_size
-        )
+        kwargs: dict[str, Any] = {}
+        if getattr(self.model, "task", "ranking") == "ranking":
+            kwargs = {"sampled": sampled, "batch_size": batch_size}
+        elif sampled is not None:
+            raise ValueError("sampled evaluation applies to ranking models only")
+        return evaluate_model(self.model, self.dataset, self.split, stage, ks, **kwargs)
 
     def recommend(
         self, user: str | int, k: int = 10, exclude_seen: bool = True, stage: str = "test"
@@ -84,6 +87,11 @@ class Run:
         """
         from streamrec.eval.evaluator import rank_users
 
+        if getattr(self.model, "task", "ranking") != "ranking":
+            raise ValueError(
+                f"{self.config['model']} is a {self.model.task} model; it scores impressions, "
+                "not the catalogue (use `streamrec evaluate`)"
+            )
         u = self.dataset.user_index(user)
         history = self.split.history(self.dataset, stage)
         exclude = history.csr() if exclude_seen else None
@@ -146,7 +154,7 @@ def train_run(
     With ``resume=True`` the run's own ``config.json`` is used and training continues from
     ``checkpoint.pt`` exactly where it stopped.
     """
-    from streamrec.eval.evaluator import evaluate_ranking
+    from streamrec.eval.evaluator import evaluate_model, has_stage
     from streamrec.models import get_model_class
     from streamrec.models.base import config_from_dict
     from streamrec.train import TrainConfig, Trainer
@@ -202,12 +210,17 @@ def train_run(
     model = cls(model_cfg, train)
     device = _resolve_device(train_cfg.device)
     model.to(device)
-    has_valid = bool(split.mask("valid").any())
+    has_valid = has_stage(model, ds, split, "valid")
     validate = None
-    if has_valid and model.task == "ranking":
+    if has_valid:
 
         def validate(m: Any) -> dict[str, float]:
-            return evaluate_ranking(m, ds, split, "valid", ks)["metrics"]
+            was_training = m.training
+            m.eval()
+            try:
+                return evaluate_model(m, ds, split, "valid", ks)["metrics"]
+            finally:
+                m.train(was_training)
 
     t0 = time.perf_counter()
     trainer = Trainer(model, train, train_cfg, out_path, validate=validate, console=console)
@@ -218,9 +231,9 @@ def train_run(
     results: dict[str, Any] = {"train_seconds": train_seconds, "train": dataclasses.asdict(result)}
     results["train"].pop("history", None)
     if has_valid:
-        results["valid"] = evaluate_ranking(model, ds, split, "valid", ks)
-    if split.mask("test").any():
-        results["test"] = evaluate_ranking(model, ds, split, "test", ks)
+        results["valid"] = evaluate_model(model, ds, split, "valid", ks)
+    if has_stage(model, ds, split, "test"):
+        results["test"] = evaluate_model(model, ds, split, "test", ks)
     run.results = results
     if out_path is not None:
         _save_extra(model, out_path)

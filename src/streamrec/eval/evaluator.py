@@ -181,3 +181,28 @@ def evaluate_ranking(
         "protocol": protocol,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def evaluate_model(
+    model: Any,
+    ds: Dataset,
+    split: Split,
+    stage: str = "test",
+    ks: Sequence[int] = (10, 20),
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Evaluate any model by its task: full ranking for ``ranking`` models, AUC / log-loss on
+    the held-out impressions for ``click`` models (see :mod:`streamrec.eval.clicks`)."""
+    task = getattr(model, "task", "ranking")
+    if task == "click":
+        from streamrec.eval.clicks import evaluate_clicks
+
+        return evaluate_clicks(model, ds, stage, **kwargs)
+    return evaluate_ranking(model, ds, split, stage, ks, **kwargs)
+
+
+def has_stage(model: Any, ds: Dataset, split: Split, stage: str) -> bool:
+    """Whether there is anything to evaluate on ``stage`` for this model's task."""
+    if getattr(model, "task", "ranking") == "click":
+        return ds.impressions is not None
+    return bool(split.mask(stage).any())
