@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamrec.train import Callback
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -44,3 +46,37 @@ def write_result(name: str, payload: dict[str, Any], table: str) -> Path:
     (RESULTS / f"{name}.md").write_text(table.rstrip() + "\n")
     print(table)
     return out
+
+
+class TestCurve(Callback):
+    """Training callback that evaluates the *test* split every ``every`` epochs, for reporting
+    a quality-against-time curve only: nothing is selected on it (the final model is reported,
+    as in the LightGCN paper). Time spent evaluating is excluded from the time axis.
+    """
+
+    def __init__(self, ds: Any, split: Any, every: int = 5, ks: tuple[int, ...] = (20,)) -> None:
+        self.ds, self.split, self.every, self.ks = ds, split, every, ks
+        self.points: list[dict[str, Any]] = []
+        self._eval_seconds = 0.0
+        self._t0 = 0.0
+
+    def on_train_start(self, trainer: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
+        if (epoch + 1) % self.every and epoch + 1 != trainer.cfg.epochs:
+            return
+        from streamrec.eval.evaluator import evaluate_ranking
+
+        t = time.perf_counter()
+        train_seconds = t - self._t0 - self._eval_seconds
+        was_training = trainer.model.training
+        trainer.model.eval()
+        res = evaluate_ranking(trainer.model, self.ds, self.split, "test", self.ks)
+        trainer.model.train(was_training)
+        self._eval_seconds += time.perf_counter() - t
+        self.points.append({"epoch": epoch + 1, "train_seconds": train_seconds, **res["metrics"]})
+        shown = ", ".join(
+            f"{k}={v:.4f}" for k, v in res["metrics"].items() if k.startswith(("recall", "ndcg"))
+        )
+        print(f"  epoch {epoch + 1}: {shown} ({train_seconds:.0f}s of training)", flush=True)

@@ -148,11 +148,14 @@ def train_run(
     ks: Sequence[int] = DEFAULT_KS,
     progress: bool = True,
     console: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> Run:
     """Train ``model_name`` on a dataset directory into run directory ``out``; evaluate it.
 
     With ``resume=True`` the run's own ``config.json`` is used and training continues from
-    ``checkpoint.pt`` exactly where it stopped.
+    ``checkpoint.pt`` exactly where it stopped. ``callbacks`` are extra
+    :class:`~streamrec.train.Callback` objects; a model may add its own through a
+    ``training_callbacks(run_dir)`` method (e.g. diagnostics).
     """
     from streamrec.eval.evaluator import evaluate_model, has_stage
     from streamrec.models import get_model_class
@@ -170,6 +173,7 @@ def train_run(
             raise ValueError(f"run {out} trained {saved['model']!r}, not {model_name!r}")
         model_cfg = config_from_dict(cls.Config, saved["model_config"])
         train_cfg = config_from_dict(TrainConfig, saved["train_config"])
+        train_cfg.stop_after_epochs = None  # a testing aid of the interrupted call only
         split_spec = saved["split"]
     else:
         model_cfg, train_cfg, split_spec = build_configs(model_name, config_file, overrides)
@@ -223,7 +227,12 @@ def train_run(
                 m.train(was_training)
 
     t0 = time.perf_counter()
-    trainer = Trainer(model, train, train_cfg, out_path, validate=validate, console=console)
+    callbacks = list(callbacks)
+    if hasattr(model, "training_callbacks"):
+        callbacks += list(model.training_callbacks(out_path))
+    trainer = Trainer(
+        model, train, train_cfg, out_path, validate=validate, callbacks=callbacks, console=console
+    )
     result = trainer.fit(resume=resume)
     train_seconds = time.perf_counter() - t0
     model.eval()
