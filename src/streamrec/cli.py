@@ -44,6 +44,21 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
+def _fmt_value(value: Any) -> str:
+    """Human formatting for tables: thousands separators, 4 significant digits."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_fmt_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt_value(v) for v in value)
+    return str(value)
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -128,14 +143,7 @@ def data_info(
 
     table = Table(title=f"dataset {ds.name}", show_header=False)
     for key, value in info.items():
-        table.add_row(
-            key,
-            json.dumps(value)
-            if isinstance(value, dict | list)
-            else f"{value:,}"
-            if isinstance(value, int) and not isinstance(value, bool)
-            else str(value),
-        )
+        table.add_row(key, _fmt_value(value))
     _console().print(table)
 
 

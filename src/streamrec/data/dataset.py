@@ -225,8 +225,13 @@ class Dataset:
             "active_items": int((self.item_counts() > 0).sum()),
             "sequence_length": seq,
         }
-        if self.n_interactions:
-            out["time_span"] = [int(self.timestamp.min()), int(self.timestamp.max())]
+        if self.n_interactions and self.timestamp.max() > 0:
+            import datetime as dt
+
+            lo, hi = int(self.timestamp.min()), int(self.timestamp.max())
+            out["time_span"] = [
+                dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d") for t in (lo, hi)
+            ]
         if "session" in self.inter:
             out["sessions"] = int(len(np.unique(self.inter["session"])))
         if "given_split" in self.inter:
