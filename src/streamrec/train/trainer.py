@@ -52,6 +52,10 @@ RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epo
 Validate = Callable[[Recommender], Mapping[str, float]]
 
 
+#: Validation metrics shown on each epoch line besides the early-stopping metric.
+SUMMARY_METRICS = ("recall@20", "ndcg@20", "auc", "logloss")
+
+
 class TrainingInterrupted(RuntimeError):
     """Raised by ``stop_after_epochs`` (a simulated kill) after the checkpoint is written."""
 
@@ -711,13 +715,17 @@ class Trainer:
 
     def _print_epoch(self, record: Mapping[str, Any]) -> None:
         parts = [
-            f"epoch {record['epoch']:>3d}/{self.cfg.epochs - 1}",
+            f"epoch {record['epoch'] + 1:>3d}/{self.cfg.epochs}",
             f"loss {_fmt(record['loss'])}",
             f"lr {_fmt(record['lr'], '.2e')}",
             f"|g| {_fmt(record['grad_norm'], '.3g')}",
         ]
         if record["valid"]:
-            parts.append("  ".join(f"{k}={_fmt(v)}" for k, v in record["valid"].items()))
+            valid = record["valid"]
+            shown = [self.cfg.valid_metric] + [
+                k for k in SUMMARY_METRICS if k in valid and k != self.cfg.valid_metric
+            ]
+            parts.append("  ".join(f"{k}={_fmt(valid[k])}" for k in shown if k in valid))
             if self.best_epoch == record["epoch"]:
                 parts.append("[green]* best[/green]")
         parts.append(f"{record['seconds']:.1f}s")
