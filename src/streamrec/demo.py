@@ -106,9 +106,9 @@ def print_leaderboard(rows: list[dict[str, Any]], console: Any) -> None:
         f"{proto['candidates']}, test"
     )
     table.add_column("model")
-    keys = ["ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20", "recall@20", "coverage@20"]
+    keys = ["ndcg@10", "recall@10", "ndcg@20", "recall@20", "coverage@20"]
     for k in keys:
-        table.add_column(k, justify="right")
+        table.add_column(k.replace("coverage", "cov"), justify="right")
     table.add_column("train s", justify="right")
     for row in sorted(rows, key=lambda r: -r["metrics"]["ndcg@10"]):
         table.add_row(

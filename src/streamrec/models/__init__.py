@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "pop": "streamrec.models.pop:Popularity",
     "mf": "streamrec.models.mf:MF",
+    "logreg": "streamrec.models.click_logreg:LogReg",
+    "mlp": "streamrec.models.click_mlp:MLP",
+    "mlp-numpy": "streamrec.models.click_mlp_numpy:NumpyMLP",
 }
 
 

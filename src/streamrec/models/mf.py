@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,8 +32,8 @@ class MFConfig(ModelConfig):
 
     dim: int = 64
     loss: str = "bpr"  # "bpr" or "softmax"
-    n_negatives: int = 1
-    l2: float = 1e-4
+    n_negatives: int = 4  # BPR averages over the negatives of each positive
+    l2: float = 3e-4
     init_std: float = 0.1
 
 
@@ -51,6 +52,8 @@ class MF(Recommender):
 
     name = "mf"
     Config = MFConfig
+    #: Training defaults that reach the published MF figure on Gowalla in ~10 epochs.
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-3, "batch_size": 8192, "epochs": 12}
 
     def __init__(self, config: MFConfig, train: Dataset) -> None:
         super().__init__(config, train)

@@ -467,9 +467,9 @@ class Trainer:
             _write_text_atomic(self._path(METRICS_FILE), _json_line(record))
             save_weights(cpu_state_dict(self.model), self._path(WEIGHTS_FILE),
                          {"format": "pt", "epoch": "0"})
-        metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in (logs or {}).items())
+        metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in self._summary(logs or {}).items())
         self.console.print(f"fit {type(self.model).__name__} (closed form)  {metrics}  "
-                           f"{seconds:.1f}s")
+                           f"{seconds:.1f}s", highlight=False, soft_wrap=True)
         for cb in self.callbacks:
             cb.on_epoch_end(self, 0, record)
             cb.on_train_end(self)
@@ -713,6 +713,11 @@ class Trainer:
             if self.cfg.patience and self.bad_evals >= self.cfg.patience:
                 self.should_stop = True
 
+    def _summary(self, valid: Mapping[str, float]) -> dict[str, float]:
+        """The early-stopping metric and a few others, for one console line."""
+        keys = [self.cfg.valid_metric, *SUMMARY_METRICS]
+        return {k: valid[k] for k in dict.fromkeys(keys) if k in valid}
+
     def _print_epoch(self, record: Mapping[str, Any]) -> None:
         parts = [
             f"epoch {record['epoch'] + 1:>3d}/{self.cfg.epochs}",
@@ -721,17 +726,14 @@ class Trainer:
             f"|g| {_fmt(record['grad_norm'], '.3g')}",
         ]
         if record["valid"]:
-            valid = record["valid"]
-            shown = [self.cfg.valid_metric] + [
-                k for k in SUMMARY_METRICS if k in valid and k != self.cfg.valid_metric
-            ]
-            parts.append("  ".join(f"{k}={_fmt(valid[k])}" for k in shown if k in valid))
+            summary = self._summary(record["valid"])
+            parts.append("  ".join(f"{k}={_fmt(v)}" for k, v in summary.items()))
             if self.best_epoch == record["epoch"]:
                 parts.append("[green]* best[/green]")
         parts.append(f"{record['seconds']:.1f}s")
         if self.should_stop and self.stopped_early:
             parts.append(f"[yellow]early stop (best epoch {self.best_epoch})[/yellow]")
-        self.console.print("  ".join(parts), highlight=False)
+        self.console.print("  ".join(parts), highlight=False, soft_wrap=True)
 
     # ------------------------------------------------------------------ checkpoint
     def _checkpoint_state(self, finished: bool) -> dict[str, Any]:
