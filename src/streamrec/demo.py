@@ -75,6 +75,7 @@ def run_demo(
         rows.append(
             {
                 "model": name,
+                "task": run.model.task,
                 "metrics": test["metrics"],
                 "train_seconds": run.results["train_seconds"],
                 "epochs": run.results["train"].get("epochs_run"),
@@ -82,14 +83,17 @@ def run_demo(
                 "evaluation": test["evaluation"],
             }
         )
-        console.print(
-            f"    {name}: NDCG@10 {test['metrics']['ndcg@10']:.4f}, "
-            f"Recall@20 {test['metrics']['recall@20']:.4f}, {run.results['train_seconds']:.1f}s"
+        shown = ", ".join(
+            f"{k} {test['metrics'][k]:.4f}"
+            for k in ("ndcg@10", "recall@20", "auc", "oracle_auc")
+            if k in test["metrics"]
         )
+        console.print(f"    {name}: {shown}, {run.results['train_seconds']:.1f}s")
 
     console.print("[bold]3/3[/] writing the report ...")
     report = write_report(out / "report", rows, ds.info(), runs_dir)
-    print_leaderboard(rows, console)
+    print_leaderboard([r for r in rows if r["task"] == "ranking"], console)
+    print_click_table([r for r in rows if r["task"] == "click"], console)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f}s")
     return report
 
@@ -119,22 +123,46 @@ def print_leaderboard(rows: list[dict[str, Any]], console: Any) -> None:
     console.print(table)
 
 
+def print_click_table(rows: list[dict[str, Any]], console: Any) -> None:
+    """A rich table of the click-prediction models, best AUC first."""
+    from rich.table import Table
+
+    if not rows:
+        return
+    proto = rows[0]["protocol"]
+    table = Table(title=f"Click prediction: {proto.get('dataset', '')}, held-out impressions")
+    for col in ("model", "auc", "logloss", "oracle_auc", "gap", "train s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in sorted(rows, key=lambda r: -r["metrics"]["auc"]):
+        m = row["metrics"]
+        oracle = m.get("oracle_auc")
+        table.add_row(
+            row["model"],
+            f"{m['auc']:.4f}",
+            f"{m['logloss']:.4f}",
+            f"{oracle:.4f}" if oracle is not None else "-",
+            f"{oracle - m['auc']:.4f}" if oracle is not None else "-",
+            f"{row['train_seconds']:.1f}",
+        )
+    console.print(table)
+
+
 def write_report(
     report_dir: Path, rows: list[dict[str, Any]], data_info: dict[str, Any], runs_dir: Path
 ) -> Path:
     """Markdown report with the leaderboard, its protocol and PNG plots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "leaderboard.json").write_text(
         json.dumps({"data": data_info, "rows": rows}, indent=2, default=str)
     )
+    clicks = sorted((r for r in rows if r["task"] == "click"), key=lambda r: -r["metrics"]["auc"])
+    rows = [r for r in rows if r["task"] == "ranking"]
     ordered = sorted(rows, key=lambda r: -r["metrics"]["ndcg@10"])
     names = [r["model"] for r in ordered]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     for ax, key in zip(axes, ["ndcg@10", "recall@20", "coverage@20"]):
         vals = [r["metrics"].get(key, 0.0) for r in ordered]
         ax.barh(names[::-1], vals[::-1], color="#3b7dd8")
@@ -144,7 +172,6 @@ def write_report(
     fig.suptitle("Test metrics (full ranking, training items masked)")
     fig.tight_layout()
     fig.savefig(report_dir / "leaderboard.png", dpi=110)
-    plt.close(fig)
 
     lines = [
         "# StreamRec demo report",
@@ -171,8 +198,32 @@ def write_report(
                 f"{m['mrr@10']:.4f} | {m['ndcg@20']:.4f} | {m['recall@20']:.4f} | "
                 f"{m['coverage@20']:.4f} | {r['train_seconds']:.1f} | {r['epochs'] or '-'} |"
             )
-        lines += ["", "![leaderboard](leaderboard.png)", "", "## Training curves", ""]
-        for r in ordered:
+        lines += ["", "![leaderboard](leaderboard.png)", ""]
+    if clicks:
+        p = clicks[0]["protocol"]
+        lines += [
+            "## Click prediction",
+            "",
+            f"Protocol: {json.dumps({k: v for k, v in p.items() if k != 'features'})}.",
+            "The oracle AUC ranks the held-out impressions by their true click probability: "
+            "the best any model of the features can do.",
+            "",
+            "| model | AUC | log-loss | oracle AUC | gap | train s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in clicks:
+            m = r["metrics"]
+            oracle = m.get("oracle_auc")
+            gap = f"{oracle - m['auc']:.4f}" if oracle is not None else "-"
+            lines.append(
+                f"| {r['model']} | {m['auc']:.4f} | {m['logloss']:.4f} | "
+                f"{oracle if oracle is None else f'{oracle:.4f}'} | {gap} | "
+                f"{r['train_seconds']:.1f} |"
+            )
+        lines.append("")
+    if ordered or clicks:
+        lines += ["## Training curves", ""]
+        for r in ordered + clicks:
             curve = runs_dir / r["model"] / "training_curve.png"
             if curve.is_file():
                 target = report_dir / f"curve_{r['model']}.png"
