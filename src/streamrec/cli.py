@@ -268,31 +268,85 @@ def evaluate(
 @app.command()
 def recommend(
     run: Path = typer.Argument(..., help="Run directory."),
-    user: str = typer.Option(..., help="Original user id."),
+    user: str | None = typer.Option(None, help="Original user id."),
+    session: str | None = typer.Option(
+        None,
+        help="Ad-hoc session: comma-separated original item ids, oldest first "
+        "(session models: gru, lstm, transformer).",
+    ),
     k: int = typer.Option(10, "-k", "--k", help="How many items."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     include_seen: bool = typer.Option(False, help="Do not filter the user's seen items."),
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
 ) -> None:
-    """Top-k items for a user (original ids in and out)."""
+    """Top-k items for a user, or for an ad-hoc session (original ids in and out)."""
     from streamrec.run import load_run
 
+    if (user is None) == (session is None):
+        _fail("give exactly one of --user ID or --session ID,ID,...")
     try:
         r = load_run(run, data=data)
-        recs = r.recommend(user, k, exclude_seen=not include_seen)
+        if session is not None:
+            from streamrec.models.sequential import session_recommendations
+
+            items = [s.strip() for s in session.split(",") if s.strip()]
+            recs = session_recommendations(r, items, k, exclude_seen=not include_seen)
+        else:
+            recs = r.recommend(user, k, exclude_seen=not include_seen)
     except (KeyError, ValueError, FileNotFoundError) as e:
         _fail(str(e).strip("'\""))
+    who = f"user {user}" if user is not None else f"session {session}"
     if as_json:
-        _print_json({"user": user, "items": recs})
+        key = {"user": user} if user is not None else {"session": session.split(",")}
+        _print_json({**key, "items": recs})
         return
     from rich.table import Table
 
-    table = Table(title=f"top {k} for user {user} ({r.config['model']})")
+    table = Table(title=f"top {k} for {who} ({r.config['model']})")
     for col in recs[0] if recs else ["rank", "item", "score"]:
         table.add_column(col)
     for row in recs:
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
     _console().print(table)
+
+
+# --- new command, e.g. right after `recommend` -----------------------------------------------
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="Run directory of a transformer."),
+    user: str = typer.Option(..., help="Original user id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many recommendations to explain."),
+    rollout: bool = typer.Option(
+        False, help="Attention rollout over all layers instead of the last layer's attention."
+    ),
+    png: Path | None = typer.Option(None, help="Write the attention heat map to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
+) -> None:
+    """Which past items of the user's session the transformer attended to, per recommendation."""
+    from streamrec.explain import explain_user, format_table, plot_attention
+    from streamrec.run import load_run
+
+    try:
+        r = load_run(run, data=data)
+        ex = explain_user(r, user, k=k, rollout=rollout)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if png is not None:
+        plot_attention(ex, png)
+    if as_json:
+        _print_json(ex)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"why these {k} for user {user} ({ex['method']})")
+    for col in ("rank", "item", "score", "most attended past items (weight, similarity)"):
+        table.add_column(col)
+    for row in format_table(ex):
+        table.add_row(*row)
+    _console().print(table)
+    if png is not None:
+        _console().print(f"heat map: {png}")
 
 
 # --------------------------------------------------------------------------- demo

@@ -1,0 +1,342 @@
+"""Shared machinery of the session models (GRU, LSTM, transformer): next-item prediction.
+
+A subclass only writes :meth:`SequentialRecommender.encode`: padded sequences [B, L] to hidden
+states [B, L, d]. Everything else is here:
+
+* **batches**: the training windows of :func:`streamrec.data.sequences.build_training_sequences`
+  (inputs ``x[:-1]``, targets ``x[1:]``, left-padded, 0 = padding), shuffled with the epoch's
+  ``rng``; with ``loss="sampled"`` the batch also carries its negatives, drawn from the same rng;
+* **input embedding**: item embedding (+ category embedding, + engagement-type embedding when
+  ``use_category`` / ``use_engagement`` and the data has them);
+* **loss** at every non-pad position ``t`` with hidden ``h_t`` and target ``y_t``:
+
+  - ``"ce"``: full softmax cross-entropy over the catalogue with logits ``h_t · e_i`` against the
+    item embeddings ``e`` (tied with the input embedding);
+  - ``"sampled"``: sampled softmax with log-Q correction. ``K`` negatives ``j_1..j_K`` are drawn
+    (with replacement, shared by the batch) from a proposal ``q`` (``uniform`` or ``pop``:
+    training counts ``^ pop_alpha``); the logits are ``h·e_y − log q_y`` and ``h·e_j − log q_j``
+    (negatives equal to the target are masked), and the loss is the cross-entropy of the target
+    among them. Subtracting ``log q`` makes the sampled partition function an unbiased-in-the-
+    limit estimate of the full one (Bengio & Senécal 2008; Yi et al. 2019);
+
+* **score**: the hidden state at the last position (always the most recent event, thanks to the
+  left padding) against every item embedding, from the user's most recent ``max_len`` events in
+  ``history``; :meth:`recommend_session` does the same for an ad-hoc list of item ids.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamrec.data.dataset import ENGAGEMENT_TYPES, Dataset
+from streamrec.data.sequences import (
+    SequenceBatch,
+    UserSequences,
+    build_training_sequences,
+    item_categories,
+    last_items,
+    n_categories,
+    pad_session,
+    user_sequences,
+)
+from streamrec.models.base import ModelConfig, Recommender
+
+
+@dataclass
+class SequentialConfig(ModelConfig):
+    """Options shared by every session model."""
+
+    d_model: int = 64
+    max_len: int = 50
+    dropout: float = 0.2
+    loss: str = "ce"  # "ce" (full softmax) or "sampled" (sampled softmax with log-Q)
+    n_negatives: int = 256  # sampled softmax: negatives per batch (shared by its positions)
+    proposal: str = "uniform"  # sampled softmax: "uniform" or "pop"
+    pop_alpha: float = 0.75  # "pop" proposal: q ∝ (count + 1) ** pop_alpha
+    use_category: bool = False  # add a category embedding to the item embedding
+    use_engagement: bool = False  # add an engagement-type embedding (per event)
+    session_gap_minutes: float | None = None  # cut histories at inactivity gaps (None: no cut)
+    init_std: float = 0.02
+
+
+def sampled_softmax_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_weight: torch.Tensor,
+    negatives: torch.Tensor,
+    log_q: torch.Tensor | None,
+) -> torch.Tensor:
+    """Sampled-softmax cross-entropy with log-Q correction (mean over rows).
+
+    hidden: [N, d] query states; targets: [N] 0-based item ids; item_weight: [n_items, d];
+    negatives: [K] 0-based ids shared by all rows; log_q: [n_items] log proposal probabilities
+    (``None``: uniform, where the correction is a constant and cancels). A negative equal to a
+    row's target is masked (an "accidental hit"). With every item as a negative exactly once and
+    a uniform proposal this is exactly the full-softmax cross-entropy.
+    """
+    pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # [N, 1]
+    neg = hidden @ item_weight[negatives].T  # [N, K]
+    if log_q is not None:
+        pos = pos - log_q[targets].unsqueeze(1)
+        neg = neg - log_q[negatives].unsqueeze(0)
+    neg = neg.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos, neg], dim=1)
+    zeros = torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
+    return F.cross_entropy(logits, zeros)
+
+
+def leading_padding(items: torch.Tensor) -> int:
+    """Number of leading columns of left-padded ids [B, L] that are padding in every row.
+
+    Dropping them changes no output at a real position (padding is masked, positions count
+    from the end) and saves the work on them: short sessions are cheap.
+    """
+    real = (items > 0).any(0)
+    if not bool(real.any()):
+        return items.shape[1] - 1
+    return int(real.to(torch.int8).argmax())
+
+
+class SequentialRecommender(Recommender):
+    """Base class of next-item models; subclasses implement :meth:`encode`."""
+
+    name = "sequential"
+    Config = SequentialConfig
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "lr": 1e-3,
+        "batch_size": 256,
+        "epochs": 100,
+        "patience": 5,
+        "valid_metric": "ndcg@10",
+    }
+
+    def __init__(self, config: SequentialConfig, train: Dataset) -> None:
+        super().__init__(config, train)
+        if config.loss not in ("ce", "sampled"):
+            raise ValueError(f"unknown loss {config.loss!r}; choose ce or sampled")
+        if config.proposal not in ("uniform", "pop"):
+            raise ValueError(f"unknown proposal {config.proposal!r}; choose uniform or pop")
+        d = config.d_model
+        self.item_emb = nn.Embedding(self.n_items + 1, d, padding_idx=0)
+        nn.init.normal_(self.item_emb.weight, std=config.init_std)
+        cats = item_categories(train)
+        self.use_category = bool(config.use_category and cats is not None)
+        self.use_engagement = bool(config.use_engagement and "engagement" in train.inter)
+        self.cat_emb = self.eng_emb = None
+        if self.use_category:
+            self.cat_emb = nn.Embedding(n_categories(train) + 1, d, padding_idx=0)
+            nn.init.normal_(self.cat_emb.weight, std=config.init_std)
+        if self.use_engagement:
+            self.eng_emb = nn.Embedding(len(ENGAGEMENT_TYPES) + 1, d, padding_idx=0)
+            nn.init.normal_(self.eng_emb.weight, std=config.init_std)
+        with torch.no_grad():  # the padding rows stay zero (and get no gradient)
+            for emb in (self.item_emb, self.cat_emb, self.eng_emb):
+                if emb is not None:
+                    emb.weight[0].zero_()
+        self.register_buffer(
+            "item_category",
+            torch.as_tensor(cats if cats is not None else np.zeros(self.n_items, np.int64)),
+            persistent=False,
+        )
+        counts = train.item_counts().astype(np.float64) + 1.0
+        q = counts**config.pop_alpha if config.proposal == "pop" else np.ones(self.n_items)
+        q = q / q.sum()
+        self.register_buffer("log_q", torch.as_tensor(np.log(q), dtype=torch.float32),
+                             persistent=False)
+        self._q = q
+        self._train_cache: tuple[Dataset, SequenceBatch] | None = None
+        self._history_cache: tuple[Dataset, UserSequences] | None = None
+
+    # ------------------------------------------------------------------ encoding
+    def embed(
+        self, items: torch.Tensor, category: torch.Tensor | None, engagement: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Input embedding [B, L, d] of padded ids [B, L] (item + optional side embeddings)."""
+        x = self.item_emb(items)
+        if self.cat_emb is not None and category is not None:
+            x = x + self.cat_emb(category)
+        if self.eng_emb is not None and engagement is not None:
+            x = x + self.eng_emb(engagement)
+        return x
+
+    def encode(
+        self,
+        items: torch.Tensor,
+        category: torch.Tensor | None = None,
+        engagement: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states [B, L, d] of left-padded sequences [B, L] (0 = padding)."""
+        raise NotImplementedError
+
+    def output_weight(self) -> torch.Tensor:
+        """Item embeddings [n_items, d] used as the output layer (tied to the input)."""
+        return self.item_emb.weight[1:]
+
+    # ------------------------------------------------------------------ training
+    def training_sequences(self, train: Dataset) -> SequenceBatch:
+        """The training windows of ``train`` (built once per training view)."""
+        if self._train_cache is None or self._train_cache[0] is not train:
+            seqs = build_training_sequences(
+                train, self.config.max_len, self.config.session_gap_minutes
+            )
+            self._train_cache = (train, seqs)
+        return self._train_cache[1]
+
+    def num_batches(self, train: Dataset, batch_size: int) -> int:
+        return max(1, -(-len(self.training_sequences(train)) // batch_size))
+
+    def batches(
+        self, train: Dataset, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, np.ndarray]]:
+        data = self.training_sequences(train)
+        order = rng.permutation(len(data))
+        n_batches = self.num_batches(train, batch_size)
+        for b in range(n_batches):
+            part = data.take(order[b * batch_size : (b + 1) * batch_size])
+            batch: dict[str, np.ndarray] = {"items": part.items, "targets": part.targets}
+            if self.use_category and part.category is not None:
+                batch["category"] = part.category
+            if self.use_engagement and part.engagement is not None:
+                batch["engagement"] = part.engagement
+            if self.config.loss == "sampled":
+                k = self.config.n_negatives
+                if self.config.proposal == "uniform":
+                    batch["negatives"] = rng.integers(0, self.n_items, size=k)
+                else:
+                    batch["negatives"] = rng.choice(self.n_items, size=k, p=self._q)
+            yield batch
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = dict(batch)
+        cut = leading_padding(batch["items"])
+        for key in ("items", "targets", "category", "engagement"):
+            if key in batch:
+                batch[key] = batch[key][:, cut:]
+        h = self.encode(batch["items"], batch.get("category"), batch.get("engagement"))
+        mask = batch["targets"] > 0
+        h = h[mask]  # [N, d] the non-pad positions
+        targets = batch["targets"][mask] - 1
+        weight = self.output_weight()
+        if self.config.loss == "ce":
+            return F.cross_entropy(h @ weight.T, targets)
+        log_q = self.log_q if self.config.proposal == "pop" else None
+        return sampled_softmax_loss(h, targets, weight, batch["negatives"].long(), log_q)
+
+    # ------------------------------------------------------------------ scoring
+    def _tensors(self, seqs: SequenceBatch) -> tuple[torch.Tensor, ...]:
+        dev = self.device
+
+        def t(a: np.ndarray | None) -> torch.Tensor | None:
+            return None if a is None else torch.as_tensor(a, dtype=torch.long, device=dev)
+
+        return (
+            t(seqs.items),
+            t(seqs.category) if self.use_category else None,
+            t(seqs.engagement) if self.use_engagement else None,
+        )
+
+    def scores_of(self, seqs: SequenceBatch) -> torch.Tensor:
+        """Scores [B, n_items] of padded sequences [B, L] from their last position."""
+        items, category, engagement = self._tensors(seqs)
+        cut = leading_padding(items)
+        items = items[:, cut:]
+        category = None if category is None else category[:, cut:]
+        engagement = None if engagement is None else engagement[:, cut:]
+        h = self.encode(items, category, engagement)[:, -1]  # left padding: the latest event
+        return h @ self.output_weight().T
+
+    def history_sequences(self, users: np.ndarray, history: Dataset) -> SequenceBatch:
+        """The users' most recent ``max_len`` events in ``history`` as [B, L] arrays."""
+        if self._history_cache is None or self._history_cache[0] is not history:
+            self._history_cache = (history, user_sequences(history))
+        return last_items(
+            self._history_cache[1], users, self.config.max_len, self.config.session_gap_minutes
+        )
+
+    def score(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
+        seqs = self.history_sequences(users.cpu().numpy(), history)
+        return self.scores_of(seqs)
+
+    @torch.no_grad()
+    def recommend_session(
+        self, item_ids: list[int] | np.ndarray, engagement: list[int] | np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Scores [n_items] for an ad-hoc session of 0-based internal item ids (oldest first).
+
+        engagement: optional per-event engagement ids (0 = click ... 4 = share).
+        """
+        items = np.asarray(item_ids, dtype=np.int64)
+        if items.ndim != 1 or len(items) == 0:
+            raise ValueError("a session needs at least one item id")
+        if items.min() < 0 or items.max() >= self.n_items:
+            raise ValueError(f"item ids must be in 0..{self.n_items - 1}")
+        cats = self.item_category.cpu().numpy() if self.use_category else None
+        seqs = pad_session(items, self.config.max_len, cats, engagement)
+        was = self.training
+        self.eval()
+        try:
+            return self.scores_of(seqs)[0]
+        finally:
+            self.train(was)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """nanoGPT-style init: normal(0, std) linear weights, zero biases, unit LayerNorm."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
+    """The fixed sinusoidal position table [n, d] of Vaswani et al. (2017)."""
+    pos = torch.arange(n, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    table = torch.zeros(n, d)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    return table
+
+
+def session_recommendations(
+    run: Any, item_ids: list[str], k: int = 10, exclude_seen: bool = True
+) -> list[dict[str, Any]]:
+    """Top-``k`` items for an ad-hoc session of **original** item ids (oldest first).
+
+    ``run`` is a :class:`streamrec.run.Run` of a session model; the session's own items are
+    not recommended unless ``exclude_seen=False``. Returns
+    ``[{"rank", "item", "score", ("title", "category")}, ...]`` like ``Run.recommend``.
+    """
+    model = run.model
+    if not hasattr(model, "recommend_session"):
+        raise ValueError(
+            f"{run.config['model']} is not a session model; use gru, lstm or transformer"
+        )
+    ds = run.dataset
+    items = np.array([ds.item_index(i) for i in item_ids], dtype=np.int64)
+    scores = model.recommend_session(items).clone()
+    if exclude_seen:
+        scores[torch.as_tensor(items, device=scores.device)] = float("-inf")
+    top = torch.topk(scores, min(k, len(scores)))
+    out = []
+    for rank, (i, s) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1):
+        if s == float("-inf"):
+            break
+        row: dict[str, Any] = {"rank": rank, "item": str(ds.item_ids[i]), "score": float(s)}
+        for col in ("title", "category"):
+            if col in ds.items:
+                v = ds.items[col][i]
+                row[col] = v.item() if isinstance(v, np.generic) else v
+        out.append(row)
+    return out
