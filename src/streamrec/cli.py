@@ -175,6 +175,59 @@ def data_export(
     _console().print(f"exported {ds.name} to [bold]{result}[/]")
 
 
+@data_app.command("clicks")
+def data_clicks(
+    src: Path = typer.Argument(
+        ..., help="MovieLens-100k dir (u.data, u.item, u.user) or a dataset dir with ratings."
+    ),
+    out: Path = typer.Option(..., help="Dataset directory to write."),
+    threshold: float = typer.Option(4.0, help="clicked = rating >= threshold."),
+    split: str = typer.Option("random", help="random or temporal split of the ratings."),
+    seed: int = typer.Option(0, help="Random seed of the split."),
+    overwrite: bool = typer.Option(False, help="Replace an existing directory."),
+) -> None:
+    """Build click-prediction data (impressions) from explicit ratings."""
+    from streamrec.data.clicks import build_click_dataset
+    from streamrec.data.dataset import DatasetError
+
+    try:
+        path = build_click_dataset(src, out, threshold, split=split, seed=seed, overwrite=overwrite)
+    except (ValueError, FileExistsError, FileNotFoundError, DatasetError) as e:
+        _fail(str(e))
+    _console().print(f"click data written to [bold]{path}[/]")
+
+
+@app.command("lr-find")
+def lr_find_cmd(
+    model: str = typer.Argument(..., help="Model name (see `streamrec models`)."),
+    data: Path = typer.Option(..., help="Dataset directory."),
+    out: Path = typer.Option(Path("lr_find.png"), help="PNG of loss against learning rate."),
+    config: Path | None = typer.Option(None, help="JSON/TOML file with model/train/split."),
+    set_: list[str] = typer.Option([], "--set", help="Override: key=value."),
+    steps: int = typer.Option(100, help="Number of steps of the sweep."),
+    start_lr: float = typer.Option(1e-7, help="First learning rate."),
+    end_lr: float = typer.Option(10.0, help="Last learning rate."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """LR range test (Smith 2017): loss against an exponentially growing LR, plot + suggestion."""
+    from streamrec.train.lr_find import lr_find
+
+    try:
+        res = lr_find(
+            model, data, out, set_, config, start_lr=start_lr, end_lr=end_lr, num_steps=steps
+        )
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    sug = f"{res.suggestion:.2e}" if res.suggestion is not None else "none"
+    _console().print(
+        f"suggested lr (steepest descent) {sug}; loss minimum at {res.lr_at_min:.2e} "
+        f"(min/10 = {res.lr_at_min / 10:.2e}); plot: {out}"
+    )
+
+
 # --------------------------------------------------------------------------- models
 @app.command()
 def models() -> None:
@@ -240,7 +293,7 @@ def evaluate(
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
 ) -> None:
-    """Evaluate a trained run by full ranking (training items masked)."""
+    """Evaluate a run: full ranking (training items masked), or AUC / log-loss for click models."""
     from streamrec.run import load_run
 
     try:
