@@ -15,6 +15,9 @@ REGISTRY: dict[str, str] = {
     "logreg": "streamrec.models.click_logreg:LogReg",
     "mlp": "streamrec.models.click_mlp:MLP",
     "mlp-numpy": "streamrec.models.click_mlp_numpy:NumpyMLP",
+    "gru": "streamrec.models.rnn:GRU",
+    "lstm": "streamrec.models.rnn:LSTM",
+    "transformer": "streamrec.models.transformer:TransformerModel",
 }
 
 
