@@ -21,7 +21,10 @@ from typing import Any
 #: Later milestones add theirs here.
 DEMO_MODELS: dict[str, list[str]] = {
     "pop": [],
-    "mf": ["epochs=30", "patience=5"],
+    "mf": ["epochs=20", "patience=3"],
+    "transformer": ["epochs=8", "lr=3e-3", "batch_size=512"],
+    "logreg": ["epochs=4", "batch_size=1024", "lr=1e-2"],
+    "mlp": ["epochs=6", "batch_size=512", "patience=2", "diagnostics=false"],
 }
 DEMO_KS = (10, 20)
 
