@@ -1,0 +1,339 @@
+"""A 1D CNN over item descriptions (Kim, EMNLP 2014): the content-embedding model of M3.
+
+For an item text of ``L`` token ids (``max_len`` = 64 by default, right-padded):
+
+    tokens [B, L] -> token embeddings [B, E=64, L]
+      -> for each width w in ``widths`` (3, 4, 5): Conv1d(E, F=64, w) -> ReLU [B, F, L-w+1]
+         -> global max-pooling over the windows that start inside the text [B, F]
+      -> concatenation [B, F * n_widths] -> BatchNorm -> dropout -> Linear
+      -> item embedding [B, dim=128]
+
+A window counts only if it starts at a position ``t <= len - w`` (it lies inside the text; a
+text shorter than ``w`` keeps its first window), so padding never decides a maximum.
+
+Two choices that the benchmark on the synthetic world decided (``docs/content.md``):
+
+* ``batch_norm``: max-pooled ReLU features are all positive and share a large common
+  component, so at initialisation every text maps to nearly the same direction (mean pairwise
+  cosine ~0.96). The category cross-entropy does not mind, but the contrastive objective
+  collapsed to the uniform solution (loss = ln B). Batch normalisation of the pooled features
+  removes the common component.
+* ``token_init="svd"``: the token vectors start from latent semantic analysis of the training
+  items' texts (the term side of a truncated SVD of their TF-IDF matrix), the analogue of
+  Kim's pretrained word2vec vectors without outside data; ``"random"`` is N(0, 1).
+
+Training objectives (``objective``), through the one training loop:
+
+* ``"category"`` (the book's proxy task): cross-entropy of the item's category through a linear
+  head on the 128-d embedding, over the **training items** (those with training interactions);
+* ``"contrastive"``: InfoNCE with in-batch negatives over co-engaged pairs: two items that a
+  training user engaged with within ``pair_window`` positions of each other in their history
+  are a positive pair; the other positives of the batch are the negatives (duplicates of the
+  positive item are masked out); symmetric, with temperature ``temperature``;
+* ``"both"``: category cross-entropy + ``contrastive_weight`` x InfoNCE.
+
+Each epoch visits the training items once in a random order (``batch_size`` items per batch);
+``contrastive`` / ``both`` batches also hold ``batch_size`` pairs, drawn with the epoch's rng.
+The vocabulary is built from the training items' titles and descriptions and saved with the
+run (``extra/vocab.json``). Scoring is the content recommender of
+:class:`~streamrec.models.content.ContentRecommender`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamrec.data.dataset import Dataset
+from streamrec.models.content import ContentConfig, ContentRecommender
+from streamrec.text import PAD_ID, Vocabulary
+
+OBJECTIVES = ("category", "contrastive", "both")
+
+
+@dataclass
+class CNNTextConfig(ContentConfig):
+    """Options of :class:`CNNText`."""
+
+    dim: int = 128  # item embedding size
+    token_dim: int = 64  # token embedding size
+    n_filters: int = 64  # filters per convolution width
+    widths: tuple[int, ...] = (3, 4, 5)
+    dropout: float = 0.5
+    batch_norm: bool = True  # BatchNorm1d on the pooled features (see the module docstring)
+    token_init: str = "svd"  # svd (LSA term vectors of the training texts) or random (N(0, 1))
+    max_len: int = 64  # tokens per text (title + description), truncated / padded
+    min_count: int = 2  # vocabulary: tokens seen at least this often in training items' text
+    max_vocab: int | None = 20_000
+    objective: str = "category"  # category | contrastive | both
+    temperature: float = 0.1  # InfoNCE
+    contrastive_weight: float = 1.0  # weight of InfoNCE in "both"
+    pair_window: int | None = 1  # co-engaged: within this many positions (None: anywhere)
+
+
+class TextCNN(nn.Module):
+    """The encoder: token ids [B, L] -> embeddings [B, dim] (see the module docstring)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_dim: int,
+        n_filters: int,
+        widths: tuple[int, ...],
+        dim: int,
+        dropout: float,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.widths = tuple(int(w) for w in widths)
+        self.token_emb = nn.Embedding(vocab_size, token_dim, padding_idx=PAD_ID)
+        self.convs = nn.ModuleList(nn.Conv1d(token_dim, n_filters, w) for w in self.widths)
+        n_features = n_filters * len(self.widths)
+        self.norm = nn.BatchNorm1d(n_features) if batch_norm else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(n_features, dim)
+
+    def pooled_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Max-pooled ReLU convolution features [B, n_filters * n_widths] of tokens [B, L]."""
+        x = self.token_emb(tokens).transpose(1, 2)  # [B, E, L]
+        lengths = (tokens != PAD_ID).sum(dim=1)  # [B]
+        pooled = []
+        for w, conv in zip(self.widths, self.convs):
+            h = F.relu(conv(x))  # [B, F, L - w + 1]
+            n_windows = (lengths - w + 1).clamp(min=1)  # windows inside the text
+            valid = torch.arange(h.shape[2], device=h.device)[None, :] < n_windows[:, None]
+            # after ReLU every value is >= 0, so a masked window (0) never beats a valid one
+            pooled.append(h.masked_fill(~valid[:, None, :], 0.0).amax(dim=2))
+        return torch.cat(pooled, dim=1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Item embeddings [B, dim] of token ids [B, L] (L >= max width)."""
+        return self.proj(self.dropout(self.norm(self.pooled_features(tokens))))
+
+
+class CNNText(ContentRecommender):
+    """1D CNN item embeddings from text, trained on categories and/or co-engagement."""
+
+    name = "cnn-text"
+    Config = CNNTextConfig
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "lr": 3e-3,
+        "batch_size": 64,
+        "epochs": 15,
+        "patience": 5,
+        "valid_metric": "ndcg@20",
+    }
+
+    def __init__(self, config: CNNTextConfig, train: Dataset) -> None:
+        super().__init__(config, train)
+        if config.objective not in OBJECTIVES:
+            raise ValueError(
+                f"cnn-text: unknown objective {config.objective!r}; choose {', '.join(OBJECTIVES)}"
+            )
+        widths = tuple(int(w) for w in config.widths)
+        if not widths or min(widths) < 1:
+            raise ValueError("cnn-text: widths must be positive integers")
+        if config.max_len < max(widths):
+            raise ValueError("cnn-text: max_len must be at least the largest width")
+        self.dim = config.dim
+        self.uses_category = config.objective in ("category", "both")
+        self.uses_pairs = config.objective in ("contrastive", "both")
+        cats = self.categories(train)
+        if self.uses_category and cats is None:
+            raise ValueError(
+                "cnn-text: the category objective needs an item 'category' column; "
+                "use objective=contrastive for data without categories"
+            )
+        self.item_category = cats
+        self.n_categories = 0
+        if cats is not None:
+            names = train.meta.get("categories")
+            self.n_categories = max(int(cats.max()) + 1, len(names) if names else 0)
+        if self.uses_pairs and train.n_interactions == 0:
+            raise ValueError("cnn-text: the contrastive objective needs training interactions")
+        docs = [self.texts[i] for i in self.train_items]
+        self.vocab = Vocabulary.build(docs, config.min_count, max_size=config.max_vocab)
+        self.encoder = TextCNN(
+            len(self.vocab),
+            config.token_dim,
+            config.n_filters,
+            widths,
+            config.dim,
+            config.dropout,
+            config.batch_norm,
+        )
+        self.head = nn.Linear(config.dim, max(1, self.n_categories))
+        if config.token_init == "svd":
+            self._init_tokens_from_svd(docs)
+        elif config.token_init != "random":
+            raise ValueError(
+                f"cnn-text: token_init must be random or svd, not {config.token_init!r}"
+            )
+        self.register_buffer("item_tokens", self._encode_items(), persistent=False)
+        if config.pair_window is not None and config.pair_window < 1:
+            raise ValueError("cnn-text: pair_window must be >= 1 (or None)")
+        self._pairs: tuple[np.ndarray, ...] | None = None
+        if self.uses_pairs:
+            indptr, seq = train.sequences()
+            counts = train.user_counts()
+            owner = np.repeat(np.arange(len(counts)), counts)  # user of each sequence position
+            eligible = np.flatnonzero(counts[owner] >= 2)
+            if len(eligible) == 0:
+                raise ValueError("cnn-text: no training user has two items to pair")
+            self._pairs = (indptr, seq, owner, eligible)
+
+    def _init_tokens_from_svd(self, docs: list[str]) -> None:
+        """Token vectors from a truncated SVD of the training items' TF-IDF matrix.
+
+        The term side of latent semantic analysis: with ``X ~ U S V^T`` over the training
+        items, token ``t`` starts at ``V[t] * S`` (rescaled to the default init's spread), so
+        tokens that occur in the same items start close. Built from training texts only.
+        """
+        from sklearn.decomposition import TruncatedSVD
+
+        from streamrec.models.tfidf_svd import term_counts, tfidf
+
+        counts = term_counts(docs, self.vocab)
+        n = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=len(self.vocab))
+        idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        x = tfidf(counts, idf)
+        dim = self.encoder.token_emb.embedding_dim
+        k = min(dim, len(self.vocab) - 3, n - 1)
+        if k < 1:
+            return
+        svd = TruncatedSVD(n_components=k, n_iter=7, random_state=0).fit(x)
+        vecs = np.zeros((len(self.vocab), dim), dtype=np.float32)
+        vecs[:, :k] = (svd.components_ * svd.singular_values_[:, None]).T
+        vecs /= max(float(vecs[2:].std()), 1e-12)  # unit spread, like nn.Embedding's N(0, 1)
+        vecs[PAD_ID] = 0.0
+        with torch.no_grad():
+            self.encoder.token_emb.weight.copy_(torch.as_tensor(vecs))
+
+    def _encode_items(self) -> torch.Tensor:
+        return torch.as_tensor(self.vocab.encode_batch(self.texts, self.config.max_len))
+
+    # ------------------------------------------------------------------ training
+    def num_batches(self, train: Dataset, batch_size: int) -> int:
+        return max(1, -(-len(self.train_items) // batch_size))
+
+    def sample_pairs(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` co-engaged (anchor, positive) item pairs, int64 [n] each.
+
+        An anchor is a uniformly drawn training interaction of a user with at least two; its
+        positive is another position of the same user's time-ordered history, uniformly within
+        ``pair_window`` positions of it (anywhere when ``pair_window`` is None).
+        """
+        assert self._pairs is not None
+        indptr, seq, owner, eligible = self._pairs
+        pos = eligible[rng.integers(0, len(eligible), size=n)]
+        start, end = indptr[owner[pos]], indptr[owner[pos] + 1]  # [start, end)
+        w = self.config.pair_window
+        lo = start if w is None else np.maximum(start, pos - w)
+        hi = end - 1 if w is None else np.minimum(end - 1, pos + w)
+        other = lo + rng.integers(0, hi - lo, size=n)  # hi - lo >= 1 positions besides pos
+        other = other + (other >= pos)
+        return seq[pos].astype(np.int64), seq[other].astype(np.int64)
+
+    def batches(
+        self, train: Dataset, batch_size: int, rng: np.random.Generator
+    ) -> Iterator[dict[str, np.ndarray]]:
+        order = rng.permutation(self.train_items)
+        for s in range(0, len(order), batch_size):
+            items = order[s : s + batch_size]
+            batch: dict[str, np.ndarray] = {}
+            if self.uses_category:
+                assert self.item_category is not None
+                batch["items"] = items
+                batch["labels"] = self.item_category[items]
+            if self.uses_pairs:
+                batch["anchors"], batch["positives"] = self.sample_pairs(len(items), rng)
+            yield batch
+
+    def category_logits(self, items: torch.Tensor) -> torch.Tensor:
+        """Category logits [B, n_categories] of catalogue items [B]."""
+        return self.head(self.encoder(self.item_tokens[items]))
+
+    def info_nce(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        """Symmetric in-batch InfoNCE of co-engaged item pairs [B], [B]."""
+        za = F.normalize(self.encoder(self.item_tokens[anchors]), dim=1)
+        zp = F.normalize(self.encoder(self.item_tokens[positives]), dim=1)
+        logits = za @ zp.T / self.config.temperature  # [B, B]
+        eye = torch.eye(len(anchors), dtype=torch.bool, device=logits.device)
+        target = torch.arange(len(anchors), device=logits.device)
+        # another copy of my positive (or anchor) in the batch is not a negative
+        dup_p = (positives[None, :] == positives[:, None]) & ~eye
+        dup_a = (anchors[None, :] == anchors[:, None]) & ~eye
+        loss_a = F.cross_entropy(logits.masked_fill(dup_p, float("-inf")), target)
+        loss_p = F.cross_entropy(logits.T.masked_fill(dup_a, float("-inf")), target)
+        return 0.5 * (loss_a + loss_p)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros((), device=self.item_tokens.device)
+        if self.uses_category:
+            total = total + F.cross_entropy(self.category_logits(batch["items"]), batch["labels"])
+        if self.uses_pairs:
+            w = 1.0 if not self.uses_category else self.config.contrastive_weight
+            total = total + w * self.info_nce(batch["anchors"], batch["positives"])
+        return total
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_tokens(self, tokens: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """Embeddings [n, dim] of token ids [n, max_len], ``chunk`` rows at a time."""
+        if len(tokens) == 0:
+            return torch.zeros(0, self.dim, device=tokens.device)
+        return torch.cat(
+            [self.encoder(tokens[s : s + chunk]) for s in range(0, len(tokens), chunk)]
+        )
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        tokens = torch.as_tensor(self.vocab.encode_batch(list(texts), self.config.max_len))
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+            return self.embed_tokens(tokens.to(self.item_tokens.device))
+
+    def compute_item_embeddings(self) -> torch.Tensor:
+        return self.embed_tokens(self.item_tokens)
+
+    @torch.no_grad()
+    def category_accuracy(self, items: np.ndarray) -> float:
+        """Share of ``items`` whose predicted category (argmax of the head) is right."""
+        if self.item_category is None or len(items) == 0:
+            return float("nan")
+        was = self.training
+        self.eval()
+        idx = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.item_tokens.device)
+        pred = (
+            torch.cat(
+                [
+                    self.category_logits(idx[s : s + 1024]).argmax(1)
+                    for s in range(0, len(idx), 1024)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
+        self.train(was)
+        return float((pred == self.item_category[np.asarray(items)]).mean())
+
+    # ------------------------------------------------------------------ saving
+    def extra_state_files(self) -> dict[str, bytes]:
+        return {"vocab.json": self.vocab.to_json().encode()}
+
+    def load_extra_state_files(self, files: dict[str, bytes]) -> None:
+        if "vocab.json" not in files:
+            return
+        vocab = Vocabulary.from_json(files["vocab.json"])
+        if len(vocab) != len(self.vocab):  # a different vocabulary: resize before the weights
+            old = self.encoder.token_emb
+            self.encoder.token_emb = nn.Embedding(
+                len(vocab), old.embedding_dim, padding_idx=PAD_ID
+            ).to(old.weight.device)
+        self.vocab = vocab
+        self.item_tokens = self._encode_items().to(self.item_tokens.device)
+        self.invalidate_cache()
