@@ -1,0 +1,71 @@
+"""GAT encoder on the user-item graph (Veličković et al., ICLR 2018), as a recommender.
+
+    x_v^(l+1) = act(sum_{j in N(v)} a_vj W x_j^(l)),
+    a_vj = softmax_j(LeakyReLU(a^T [W x_v || W x_j]))          (PyG ``GATConv``)
+
+The attention weights replace the fixed ``1/sqrt(deg deg)`` of LightGCN / GCN, so the graph is
+the unweighted training graph. Attention needs one value per edge, so GAT runs PyG's
+gather-scatter message passing (not the fused sparse product): it is the slowest encoder here.
+``heads`` attention heads are concatenated (each ``dim / heads`` wide). No self-loops: a node's
+own embedding enters through the layer combination. Loss, negatives and regulariser as in
+:class:`~streamrec.models.graph.GraphRecommender`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric import EdgeIndex
+from torch_geometric.nn import GATConv
+
+from streamrec.data.dataset import Dataset
+from streamrec.models.graph import GraphRecommender, bipartite_edge_index, unweighted_adjacency
+from streamrec.models.lightgcn import LightGCN, LightGCNConfig
+
+
+@dataclass
+class GATConfig(LightGCNConfig):
+    """Options of :class:`GAT`: those of LightGCN plus ``heads`` and attention ``dropout``."""
+
+    n_layers: int = 2
+    heads: int = 1
+    dropout: float = 0.0
+
+
+class GAT(GraphRecommender):
+    """``n_layers`` ``GATConv`` layers with ELU between layers."""
+
+    name = "gat"
+    Config = GATConfig
+    #: attention costs one value per edge per step: twice LightGCN's batch, half its epochs
+    train_defaults: ClassVar[dict[str, Any]] = {
+        **LightGCN.train_defaults,
+        "batch_size": 2 * LightGCN.train_defaults["batch_size"],
+        "epochs": LightGCN.train_defaults["epochs"] // 2,
+    }
+
+    def __init__(self, config: GATConfig, train: Dataset) -> None:
+        if config.heads < 1 or config.dim % config.heads:
+            raise ValueError(f"heads must divide dim={config.dim}, got heads={config.heads}")
+        super().__init__(config, train)
+        self.convs = nn.ModuleList(
+            [GATConv(config.dim, config.dim // config.heads, heads=config.heads,
+                     dropout=config.dropout, add_self_loops=False)
+             for _ in range(config.n_layers)]
+        )
+
+    def graph_inputs(self, users: Tensor, items: Tensor) -> tuple[EdgeIndex, Tensor | None]:
+        edge_index = bipartite_edge_index(users, items, self.n_users, self.n_items)
+        return unweighted_adjacency(edge_index, self.num_nodes), None
+
+    def encode(self, x: Tensor, edge_index: EdgeIndex, edge_weight: Tensor | None) -> Tensor:
+        layers = [x]
+        for k, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if k < len(self.convs) - 1:
+                x = F.elu(x)
+            layers.append(x)
+        return self.combine(layers)
