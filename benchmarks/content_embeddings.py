@@ -43,7 +43,12 @@ Measures
 * Time: training seconds per 1,000 training items and embedding seconds per 1,000 items
   (all items, eval mode, after the model is fitted); wall clock on this machine.
 
-    python benchmarks/content_embeddings.py [--datasets world,amazon,ml1m] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/content_embeddings.py [--datasets world,...] [--quick]
+
+One thread: on a shared, oversubscribed machine OpenMP threads that wait for each other make
+small convolutions up to 30x slower (the CNN unit test: 72 s with 2 threads, 2 s with 1).
+Results are cached per dataset in ``benchmarks/work/content/`` (``--fresh`` recomputes), so
+datasets can be run in separate processes and merged by a last call.
 """
 
 from __future__ import annotations
@@ -348,6 +353,7 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
         embed_s = time.perf_counter() - t0
         row: dict[str, Any] = {
             "dim": int(emb.shape[1]),
+            "epochs": (2 if quick else CNN_TRAIN["epochs"]) if isinstance(model, CNNText) else None,
             "train_seconds": train_s,
             "train_s_per_1k_items": 1000 * train_s / n_train if kind != "minilm" else 0.0,
             "fit_seconds": train_s,
@@ -536,7 +542,9 @@ def main() -> None:
     )
     ap.add_argument("--quick", action="store_true", help="2 CNN epochs (a smoke test)")
     ap.add_argument("--fresh", action="store_true", help="ignore cached per-dataset results")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     kinds = args.models.split(",")
     WORK.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

