@@ -4,6 +4,7 @@ content recommender on cold items, embedding export / similar items, and no leak
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -348,6 +349,23 @@ def test_run_round_trip_export_and_similar(tiny, tiny_dir, tmp_path, model):
     assert {"title", "category", "category_name"} <= set(rows[0])
     with pytest.raises(KeyError):
         similar_items(loaded, "no-such-item")
+
+    # the same through the command line
+    from typer.testing import CliRunner
+
+    from streamrec.cli import app
+
+    cli = CliRunner()
+    res = cli.invoke(app, ["embed", str(tmp_path / "run"), "--out", str(tmp_path / "c.parquet")])
+    assert res.exit_code == 0, res.output
+    assert np.allclose(load_embeddings(tmp_path / "c.parquet")[1], emb, atol=1e-6)
+    res = cli.invoke(app, ["similar", str(tmp_path / "run"), "--item", item, "-k", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["item"] for r in json.loads(res.stdout)["neighbours"]] == [r["item"] for r in rows]
+    res = cli.invoke(app, ["similar", str(tmp_path / "run"), "--item", "no-such-item"])
+    assert res.exit_code == 1 and "unknown item id" in res.output
+    res = cli.invoke(app, ["embed", str(tmp_path / "run"), "--out", str(tmp_path / "e.csv")])
+    assert res.exit_code == 1 and ".parquet or .npy" in res.output
 
 
 def test_neighbour_quality_measures():

@@ -363,7 +363,6 @@ def recommend(
     _console().print(table)
 
 
-# --- new command, e.g. right after `recommend` -----------------------------------------------
 @app.command()
 def explain(
     run: Path = typer.Argument(..., help="Run directory of a transformer."),
@@ -400,6 +399,60 @@ def explain(
     _console().print(table)
     if png is not None:
         _console().print(f"heat map: {png}")
+
+
+@app.command()
+def embed(
+    run: Path = typer.Argument(..., help="Run directory of a model with item embeddings."),
+    out: Path = typer.Option(..., "--out", help="Output file: .parquet or .npy (+ .ids.json)."),
+    normalize: bool = typer.Option(False, help="L2-normalise each embedding first."),
+    data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
+) -> None:
+    """Export a run's item embeddings with the original item ids (Parquet or .npy)."""
+    from streamrec.embeddings import export_embeddings
+    from streamrec.run import load_run
+
+    try:
+        r = load_run(run, data=data)
+        path = export_embeddings(r, out, normalize=normalize)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    _console().print(f"{r.dataset.n_items:,} item embeddings ({r.config['model']}) -> {path}")
+
+
+@app.command()
+def similar(
+    run: Path = typer.Argument(..., help="Run directory of a model with item embeddings."),
+    item: str = typer.Option(..., help="Original item id."),
+    k: int = typer.Option(10, "-k", "--k", help="How many neighbours."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
+) -> None:
+    """The k items nearest to an item by embedding cosine (the item itself excluded)."""
+    from streamrec.embeddings import similar_items
+    from streamrec.run import load_run
+
+    if k < 1:
+        _fail("-k must be at least 1")
+    try:
+        r = load_run(run, data=data)
+        rows = similar_items(r, item, k=k)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    if as_json:
+        _print_json({"item": item, "neighbours": rows})
+        return
+    from rich.table import Table
+
+    ds = r.dataset
+    i = ds.item_index(item)
+    title = f" ({ds.items['title'][i]})" if "title" in ds.items else ""
+    table = Table(title=f"{k} nearest to {item}{title} ({r.config['model']})")
+    for col in rows[0] if rows else ["rank", "item", "cosine"]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+    _console().print(table)
 
 
 # --------------------------------------------------------------------------- demo
