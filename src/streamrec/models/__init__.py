@@ -26,6 +26,7 @@ REGISTRY: dict[str, str] = {
     "gru": "streamrec.models.rnn:GRU",
     "lstm": "streamrec.models.rnn:LSTM",
     "transformer": "streamrec.models.transformer:TransformerModel",
+    "two-tower": "streamrec.models.two_tower:TwoTower",
 }
 
 
