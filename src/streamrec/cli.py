@@ -455,6 +455,45 @@ def similar(
     _console().print(table)
 
 
+# --------------------------------------------------------------------------- retrieve
+@app.command()
+def retrieve(
+    run: Path = typer.Argument(..., help="Run directory of a two-tower model."),
+    user: str = typer.Option(..., help="Original user id."),
+    k: int = typer.Option(100, "-k", "--k", help="How many items."),
+    index: str | None = typer.Option(
+        None, help="flat (exact), hnsw or ivf; default: the index built with the run."
+    ),
+    include_seen: bool = typer.Option(False, help="Do not filter the user's seen items."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
+) -> None:
+    """Top-k items for a user from the run's ANN index of item vectors (two-tower)."""
+    from streamrec.index import INDEX_KINDS
+    from streamrec.index import retrieve as retrieve_items
+    from streamrec.run import load_run
+
+    if index is not None and index not in INDEX_KINDS:
+        _fail(f"unknown index {index!r}; choose {', '.join(INDEX_KINDS)}")
+    try:
+        r = load_run(run, data=data)
+        recs = retrieve_items(r, user, k, index=index, exclude_seen=not include_seen)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        _fail(str(e).strip("'\""))
+    kind = index or r.model.config.index
+    if as_json:
+        _print_json({"user": user, "index": kind, "items": recs})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"top {k} for user {user} ({r.config['model']}, {kind} index)")
+    for col in recs[0] if recs else ["rank", "item", "score"]:
+        table.add_column(col)
+    for row in recs:
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+    _console().print(table)
+
+
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(
