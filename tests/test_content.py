@@ -191,6 +191,43 @@ def test_contrastive_pairs_are_co_engaged_and_the_loss_trains(cold):
         CNNText(CNNTextConfig(objective="nope"), train)
 
 
+def test_pairs_per_epoch_token_dropout_and_frozen_tokens(cold):
+    _, train = cold
+    torch.manual_seed(0)
+    cfg = CNNTextConfig(**SMALL_CNN, objective="both", pairs_per_epoch=500, token_dropout=0.5,
+                        freeze_tokens=True)
+    model = CNNText(cfg, train)
+    n_items = len(model.train_items)
+    assert model.num_batches(train, 64) == -(-max(n_items, 500) // 64)
+    batches = list(model.batches(train, 64, np.random.default_rng(0)))
+    assert len(batches) == model.num_batches(train, 64)
+    assert sum(len(b["anchors"]) for b in batches) >= 500
+    # every training item is visited in an epoch, and only training items
+    seen = np.concatenate([b["items"] for b in batches])
+    assert set(seen.tolist()) == set(model.train_items.tolist())
+    # frozen token vectors do not move; the convolutions do
+    tok0 = model.encoder.token_emb.weight.detach().clone()
+    conv0 = model.encoder.convs[0].weight.detach().clone()
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=1e-2)
+    loss = model.loss({k: torch.as_tensor(v) for k, v in batches[0].items()})
+    loss.backward()
+    opt.step()
+    assert torch.equal(model.encoder.token_emb.weight, tok0)
+    assert not torch.equal(model.encoder.convs[0].weight, conv0)
+    # token dropout acts in training only: eval embeddings are deterministic
+    tokens = model.item_tokens[:8]
+    model.train()
+    model.encoder.dropout.eval()  # only the token dropout left random
+    model.encoder.norm.eval()
+    assert not torch.equal(model.encoder(tokens), model.encoder(tokens))
+    model.encoder.token_dropout = 0.0
+    assert torch.equal(model.encoder(tokens), model.encoder(tokens))
+    model.eval()
+    assert torch.equal(model.encoder(tokens), model.encoder(tokens))
+    with pytest.raises(ValueError, match="token_dropout"):
+        CNNText(CNNTextConfig(**SMALL_CNN, token_dropout=1.0), train)
+
+
 # ------------------------------------------------------------------ TF-IDF + SVD
 def test_tfidf_svd_dimensions_and_new_text_embedding(tiny, cold):
     _, train = cold

@@ -34,6 +34,8 @@ Training objectives (``objective``), through the one training loop:
 
 Each epoch visits the training items once in a random order (``batch_size`` items per batch);
 ``contrastive`` / ``both`` batches also hold ``batch_size`` pairs, drawn with the epoch's rng.
+With ``pairs_per_epoch`` an epoch holds that many pairs instead (the items cycle with them):
+a catalogue has far fewer items than co-engaged pairs to learn from.
 The vocabulary is built from the training items' titles and descriptions and saved with the
 run (``extra/vocab.json``). Scoring is the content recommender of
 :class:`~streamrec.models.content.ContentRecommender`.
@@ -66,8 +68,10 @@ class CNNTextConfig(ContentConfig):
     n_filters: int = 64  # filters per convolution width
     widths: tuple[int, ...] = (3, 4, 5)
     dropout: float = 0.5
+    token_dropout: float = 0.0  # training: zero each token's vector with this probability
     batch_norm: bool = True  # BatchNorm1d on the pooled features (see the module docstring)
     token_init: str = "svd"  # svd (LSA term vectors of the training texts) or random (N(0, 1))
+    freeze_tokens: bool = False  # keep the initial token vectors fixed (Kim's "CNN-static")
     max_len: int = 64  # tokens per text (title + description), truncated / padded
     min_count: int = 2  # vocabulary: tokens seen at least this often in training items' text
     max_vocab: int | None = 20_000
@@ -75,6 +79,7 @@ class CNNTextConfig(ContentConfig):
     temperature: float = 0.1  # InfoNCE
     contrastive_weight: float = 1.0  # weight of InfoNCE in "both"
     pair_window: int | None = 1  # co-engaged: within this many positions (None: anywhere)
+    pairs_per_epoch: int | None = None  # co-engaged pairs per epoch (None: one per training item)
 
 
 class TextCNN(nn.Module):
@@ -89,8 +94,12 @@ class TextCNN(nn.Module):
         dim: int,
         dropout: float,
         batch_norm: bool = True,
+        token_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= token_dropout < 1.0:
+            raise ValueError(f"cnn-text: token_dropout must be in [0, 1), got {token_dropout}")
+        self.token_dropout = token_dropout
         self.widths = tuple(int(w) for w in widths)
         self.token_emb = nn.Embedding(vocab_size, token_dim, padding_idx=PAD_ID)
         self.convs = nn.ModuleList(nn.Conv1d(token_dim, n_filters, w) for w in self.widths)
@@ -101,7 +110,11 @@ class TextCNN(nn.Module):
 
     def pooled_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Max-pooled ReLU convolution features [B, n_filters * n_widths] of tokens [B, L]."""
-        x = self.token_emb(tokens).transpose(1, 2)  # [B, E, L]
+        x = self.token_emb(tokens)  # [B, L, E]
+        if self.training and self.token_dropout > 0:  # drop whole tokens (no rescaling:
+            keep = torch.rand(x.shape[:2], device=x.device) >= self.token_dropout  # max-pool)
+            x = x * keep[:, :, None]
+        x = x.transpose(1, 2)  # [B, E, L]
         lengths = (tokens != PAD_ID).sum(dim=1)  # [B]
         pooled = []
         for w, conv in zip(self.widths, self.convs):
@@ -167,6 +180,7 @@ class CNNText(ContentRecommender):
             config.dim,
             config.dropout,
             config.batch_norm,
+            config.token_dropout,
         )
         self.head = nn.Linear(config.dim, max(1, self.n_categories))
         if config.token_init == "svd":
@@ -175,6 +189,7 @@ class CNNText(ContentRecommender):
             raise ValueError(
                 f"cnn-text: token_init must be random or svd, not {config.token_init!r}"
             )
+        self.encoder.token_emb.weight.requires_grad_(not config.freeze_tokens)
         self.register_buffer("item_tokens", self._encode_items(), persistent=False)
         if config.pair_window is not None and config.pair_window < 1:
             raise ValueError("cnn-text: pair_window must be >= 1 (or None)")
@@ -221,7 +236,10 @@ class CNNText(ContentRecommender):
 
     # ------------------------------------------------------------------ training
     def num_batches(self, train: Dataset, batch_size: int) -> int:
-        return max(1, -(-len(self.train_items) // batch_size))
+        n = len(self.train_items)
+        if self.uses_pairs and self.config.pairs_per_epoch is not None:
+            n = max(n if self.uses_category else 1, self.config.pairs_per_epoch)
+        return max(1, -(-n // batch_size))
 
     def sample_pairs(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` co-engaged (anchor, positive) item pairs, int64 [n] each.
@@ -245,8 +263,12 @@ class CNNText(ContentRecommender):
         self, train: Dataset, batch_size: int, rng: np.random.Generator
     ) -> Iterator[dict[str, np.ndarray]]:
         order = rng.permutation(self.train_items)
-        for s in range(0, len(order), batch_size):
-            items = order[s : s + batch_size]
+        n_batches = self.num_batches(train, batch_size)
+        if n_batches * batch_size > len(order):  # more pair batches: cycle over the items
+            reps = -(-n_batches * batch_size // len(order))
+            order = np.concatenate([order, *(rng.permutation(order) for _ in range(reps - 1))])
+        for b in range(n_batches):
+            items = order[b * batch_size : (b + 1) * batch_size]
             batch: dict[str, np.ndarray] = {}
             if self.uses_category:
                 assert self.item_category is not None
