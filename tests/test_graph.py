@@ -183,13 +183,15 @@ def test_negatives_are_never_positives(loss):
     assert torch.isfinite(loss_value)
 
 
-def test_softmax_loss_equals_reference():
-    """The shared-candidate softmax equals a per-pair cross-entropy with positives removed."""
+@pytest.mark.parametrize("balance", [False, True])
+def test_softmax_loss_equals_reference(balance):
+    """The shared-candidate softmax equals a per-pair cross-entropy with positives removed
+    (each pair weighted by 1 / deg(user) with ``user_balance``)."""
     ds = random_dataset(n_users=12, n_items=10, per_user=5, seed=6)
     positives = ds.csr().toarray() > 0
     torch.manual_seed(0)
     cfg = LightGCNConfig(dim=4, n_layers=1, loss="softmax", n_negatives=0, l2=0.0,
-                         similarity="dot", temperature=0.5)
+                         similarity="dot", temperature=0.5, user_balance=balance)
     model = LightGCN(cfg, ds)
     batch = next(iter(model.batches(ds, 1000, np.random.default_rng(1))))
     got = model.loss(move_to_device(batch, torch.device("cpu")))
@@ -199,7 +201,8 @@ def test_softmax_loss_equals_reference():
     for u, i in zip(batch.users, batch.items):
         others = s[u][~positives[u]]
         ref.append(np.logaddexp.reduce(np.r_[s[u, i], others]) - s[u, i])
-    assert float(got) == pytest.approx(np.mean(ref), rel=1e-5)
+    w = 1.0 / positives.sum(1)[batch.users] if balance else np.ones(len(ref))
+    assert float(got) == pytest.approx(np.average(ref, weights=w), rel=1e-5)
 
 
 # ------------------------------------------------------------------------------ GF-CF

@@ -7,11 +7,17 @@
 with ``Ã = D^-1/2 A D^-1/2`` the normalised user-item graph of the training view (see
 :mod:`streamrec.models.graph`). The only parameters are the ego embeddings ``x^(0)``.
 
-Defaults (the CPU recipe, see ``docs/graph.md``): the paper's model (dim 64, 3 layers, L2 on
-the ego embeddings of the batch) trained with fewer, cheaper steps that each learn more than
-the paper's: large batches, a sampled softmax over shared negatives with cosine similarity
-and a temperature, and a higher learning rate. ``--set loss=bpr n_negatives=1 temperature=1
-similarity=dot`` with ``lr=1e-3 batch_size=2048`` gives the paper's BPR recipe.
+Defaults (the CPU recipe, see ``docs/graph.md``): the paper's model (dim 64, 3 layers)
+trained with fewer, cheaper steps that each learn more than the paper's. A step costs one
+propagation over the whole graph whatever the batch, so each step should use it fully: large
+batches of whole users (16,384 pairs), the **full** softmax over the catalogue
+(``n_negatives=0``, every item a candidate, the user's positives masked) on cosine similarity
+with temperature 0.1, every user weighted equally (``user_balance``), spectral (SVD)
+initialisation and a high learning rate with a cosine decay. Measured on Gowalla
+(``benchmarks/gowalla_graph.py``): this recipe reached Recall@20 0.159 after 6 epochs, where
+the sampled softmax (4,096 shared negatives) on dot products peaked at 0.152 and then fell.
+``--set loss=bpr n_negatives=1 temperature=1 similarity=dot l2=1e-4 user_balance=false`` with
+``lr=1e-3 batch_size=2048`` gives the paper's BPR recipe.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ class LightGCNConfig(GraphConfig):
     """Options of :class:`LightGCN` (see :class:`~streamrec.models.graph.GraphConfig`)."""
 
     loss: str = "softmax"
-    n_negatives: int = 4096
-    temperature: float = 1.0
-    similarity: str = "dot"
-    l2: float = 1e-4
+    n_negatives: int = 0  # full softmax
+    temperature: float = 0.1
+    similarity: str = "cosine"
+    l2: float = 0.0
+    user_balance: bool = True
     init: str = "svd"
 
 
@@ -44,7 +51,7 @@ class LightGCN(GraphRecommender):
     name = "lightgcn"
     Config = LightGCNConfig
     train_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 40,
+        "epochs": 20,
         "batch_size": 16384,
         "lr": 3e-2,
         "schedule": "cosine",
