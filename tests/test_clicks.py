@@ -255,3 +255,13 @@ def test_click_data_from_ratings_without_leakage(tmp_path: Path) -> None:
     # the click models split such data with its own column
     assert np.array_equal(click_split(ds, "auto"), imp["split"])
     assert json.loads((out / "meta.json").read_text())["clicks"]["threshold"] == 4.0
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid"])
+def test_mlp_activation_options_build_the_named_layers(activation: str) -> None:
+    from streamrec.models.click_mlp import ACTIVATIONS, MLPConfig, build_net
+
+    net = build_net(5, MLPConfig(hidden=[8, 4], activation=activation))
+    acts = [m for m in net if isinstance(m, ACTIVATIONS[activation])]
+    assert len(acts) == 2
+    assert net(torch.randn(3, 5)).shape[0] == 3

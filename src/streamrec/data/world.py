@@ -244,7 +244,7 @@ PRESETS: dict[str, WorldConfig] = {
     ),
     "m0": WorldConfig(
         name="m0", n_users=10_000, n_items=5_000, n_latent_true=15, density=0.008,
-        noise_std=0.3, n_impressions=300_000,
+        noise_std=0.3, n_impressions=1_000_000,
     ),
     "m5": WorldConfig(
         name="m5", n_users=50_000, n_items=20_000, n_interactions=500_000, density=None,

@@ -9,7 +9,7 @@ Options (all in :class:`MLPConfig`):
 ``hidden``       widths of the hidden layers, default ``[256, 128, 64]`` (the book's
                  ``[512, 256, 128, 64]`` is the over-fitting case of
                  ``benchmarks/overfitting_case.py``);
-``activation``   ``relu`` (default), ``leaky_relu``, ``gelu``, ``tanh`` or ``sigmoid``;
+``activation``   ``relu`` (default), ``leaky_relu``, ``gelu``, ``silu``, ``tanh`` or ``sigmoid``;
 ``init``         ``he_normal`` (default; Kaiming normal, fan-in, for ReLU), ``he_uniform``,
                  ``xavier_normal``, ``xavier_uniform`` or ``default`` (torch's own
                  ``kaiming_uniform(a=sqrt(5))``) for the hidden layers, whose biases start at
@@ -46,6 +46,7 @@ ACTIVATIONS = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
     "gelu": nn.GELU,
+    "silu": nn.SiLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
@@ -89,7 +90,8 @@ def init_linear(layer: nn.Linear, scheme: str, activation: str = "relu") -> None
         layer.reset_parameters()
         return
     nonlinearity = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh",
-                    "sigmoid": "sigmoid", "gelu": "relu", "linear": "linear"}[activation]
+                    "sigmoid": "sigmoid", "gelu": "relu", "silu": "relu",
+                    "linear": "linear"}[activation]
     if scheme == "he_normal":
         nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=nonlinearity)
     elif scheme == "he_uniform":
