@@ -264,9 +264,10 @@ class CNNText(ContentRecommender):
     ) -> Iterator[dict[str, np.ndarray]]:
         order = rng.permutation(self.train_items)
         n_batches = self.num_batches(train, batch_size)
-        if n_batches * batch_size > len(order):  # more pair batches: cycle over the items
+        if n_batches > -(-len(order) // batch_size):  # more pair batches: cycle over the items
             reps = -(-n_batches * batch_size // len(order))
             order = np.concatenate([order, *(rng.permutation(order) for _ in range(reps - 1))])
+            order = order[: n_batches * batch_size]
         for b in range(n_batches):
             items = order[b * batch_size : (b + 1) * batch_size]
             batch: dict[str, np.ndarray] = {}
