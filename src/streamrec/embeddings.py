@@ -166,15 +166,9 @@ def similar_items(run: Any, item_id: str | int, k: int = 10) -> list[dict[str, A
     emb = item_embedding_matrix(run.model)
     nbr, cos = nearest_neighbours(emb, k, queries=np.array([i]))
     names = ds.meta.get("categories")
-    out = []
-    for rank, (j, c) in enumerate(zip(nbr[0].tolist(), cos[0].tolist()), start=1):
-        row: dict[str, Any] = {"rank": rank, "item": str(ds.item_ids[j]), "cosine": float(c)}
-        if "title" in ds.items:
-            row["title"] = str(ds.items["title"][j])
-        if "category" in ds.items:
-            cat = int(ds.items["category"][j])
-            row["category"] = cat
-            if names and 0 <= cat < len(names):
-                row["category_name"] = str(names[cat])
-        out.append(row)
+    out = ds.item_rows(nbr[0], cos[0], score_key="cosine")
+    for row in out:
+        cat = row.get("category")
+        if names and cat is not None and 0 <= int(cat) < len(names):
+            row["category_name"] = str(names[int(cat)])
     return out

@@ -302,14 +302,4 @@ def retrieve(
     ds = run.dataset
     u = ds.user_index(user)
     items, scores = retrieve_users(run, np.array([u]), k, index, exclude_seen, stage)
-    out = []
-    for rank, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist()), start=1):
-        if i < 0:
-            break
-        row: dict[str, Any] = {"rank": rank, "item": str(ds.item_ids[i]), "score": float(s)}
-        for col in ("title", "category"):
-            if col in ds.items:
-                v = ds.items[col][i]
-                row[col] = v.item() if isinstance(v, np.generic) else v
-        out.append(row)
-    return out
+    return ds.item_rows(items[0], scores[0])

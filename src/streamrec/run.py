@@ -100,21 +100,7 @@ class Run:
 
             exclude = sp.csr_matrix((self.dataset.n_users, self.dataset.n_items))
         items, scores = rank_users(self.model, np.array([u]), history, k, exclude=exclude)
-        out = []
-        for rank, (i, s) in enumerate(zip(items[0], scores[0]), start=1):
-            if i < 0:
-                break
-            row: dict[str, Any] = {
-                "rank": rank,
-                "item": str(self.dataset.item_ids[i]),
-                "score": float(s),
-            }
-            for col in ("title", "category"):
-                if col in self.dataset.items:
-                    v = self.dataset.items[col][i]
-                    row[col] = v.item() if isinstance(v, np.generic) else v
-            out.append(row)
-        return out
+        return self.dataset.item_rows(items[0], scores[0])
 
 
 def build_configs(

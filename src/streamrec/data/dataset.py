@@ -139,6 +139,29 @@ class Dataset:
         except KeyError:
             raise KeyError(f"unknown user id {original!r} in dataset {self.name!r}") from None
 
+    def item_rows(
+        self, items: Any, scores: Any, score_key: str = "score"
+    ) -> list[dict[str, Any]]:
+        """Ranked rows of internal item ids ``items`` with ``scores``, best first:
+        ``[{"rank", "item" (original id), score_key, "title"?, "category"?}, ...]``.
+
+        Stops at the first padding entry (an id < 0 or a score of -inf), as ranked lists padded
+        by the evaluator or by masking end.
+        """
+        out: list[dict[str, Any]] = []
+        for rank, (i, s) in enumerate(zip(np.asarray(items).tolist(),
+                                          np.asarray(scores).tolist()), start=1):
+            if i < 0 or s == float("-inf"):
+                break
+            row: dict[str, Any] = {"rank": rank, "item": str(self.item_ids[i]),
+                                   score_key: float(s)}
+            for col in ("title", "category"):
+                if col in self.items:
+                    v = self.items[col][i]
+                    row[col] = v.item() if isinstance(v, np.generic) else v
+            out.append(row)
+        return out
+
     def item_index(self, original: str | int) -> int:
         """Internal index of an original item id; raises ``KeyError`` with a clear message."""
         if self._item_index is None:

@@ -329,14 +329,4 @@ def session_recommendations(
     if exclude_seen:
         scores[torch.as_tensor(items, device=scores.device)] = float("-inf")
     top = torch.topk(scores, min(k, len(scores)))
-    out = []
-    for rank, (i, s) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1):
-        if s == float("-inf"):
-            break
-        row: dict[str, Any] = {"rank": rank, "item": str(ds.item_ids[i]), "score": float(s)}
-        for col in ("title", "category"):
-            if col in ds.items:
-                v = ds.items[col][i]
-                row[col] = v.item() if isinstance(v, np.generic) else v
-        out.append(row)
-    return out
+    return ds.item_rows(top.indices.cpu().numpy(), top.values.cpu().numpy())
