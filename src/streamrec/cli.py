@@ -63,6 +63,18 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _print_rows(title: str, rows: list[dict[str, Any]], empty: tuple[str, ...]) -> None:
+    """A table of ranked rows (columns from the first row, ``empty`` when there are none)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in rows[0] if rows else empty:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
+    _console().print(table)
+
+
 # --------------------------------------------------------------------------- world
 @app.command()
 def world(
@@ -353,14 +365,7 @@ def recommend(
         key = {"user": user} if user is not None else {"session": session.split(",")}
         _print_json({**key, "items": recs})
         return
-    from rich.table import Table
-
-    table = Table(title=f"top {k} for {who} ({r.config['model']})")
-    for col in recs[0] if recs else ["rank", "item", "score"]:
-        table.add_column(col)
-    for row in recs:
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
-    _console().print(table)
+    _print_rows(f"top {k} for {who} ({r.config['model']})", recs, ("rank", "item", "score"))
 
 
 @app.command()
@@ -442,17 +447,11 @@ def similar(
     if as_json:
         _print_json({"item": item, "neighbours": rows})
         return
-    from rich.table import Table
-
     ds = r.dataset
     i = ds.item_index(item)
     title = f" ({ds.items['title'][i]})" if "title" in ds.items else ""
-    table = Table(title=f"{k} nearest to {item}{title} ({r.config['model']})")
-    for col in rows[0] if rows else ["rank", "item", "cosine"]:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
-    _console().print(table)
+    _print_rows(f"{k} nearest to {item}{title} ({r.config['model']})", rows,
+                ("rank", "item", "cosine"))
 
 
 # --------------------------------------------------------------------------- retrieve
@@ -484,14 +483,8 @@ def retrieve(
     if as_json:
         _print_json({"user": user, "index": kind, "items": recs})
         return
-    from rich.table import Table
-
-    table = Table(title=f"top {k} for user {user} ({r.config['model']}, {kind} index)")
-    for col in recs[0] if recs else ["rank", "item", "score"]:
-        table.add_column(col)
-    for row in recs:
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
-    _console().print(table)
+    _print_rows(f"top {k} for user {user} ({r.config['model']}, {kind} index)", recs,
+                ("rank", "item", "score"))
 
 
 # --------------------------------------------------------------------------- demo
