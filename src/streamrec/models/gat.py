@@ -22,7 +22,7 @@ from torch_geometric import EdgeIndex
 from torch_geometric.nn import GATConv
 
 from streamrec.data.dataset import Dataset
-from streamrec.models.graph import GraphRecommender, bipartite_edge_index, unweighted_adjacency
+from streamrec.models.graph import GraphRecommender
 from streamrec.models.lightgcn import LightGCN, LightGCNConfig
 
 
@@ -40,6 +40,7 @@ class GAT(GraphRecommender):
 
     name = "gat"
     Config = GATConfig
+    normalized_graph = False  # attention weights the edges
     #: attention costs one value per edge per step: twice LightGCN's batch, half its epochs
     train_defaults: ClassVar[dict[str, Any]] = {
         **LightGCN.train_defaults,
@@ -57,15 +58,5 @@ class GAT(GraphRecommender):
              for _ in range(config.n_layers)]
         )
 
-    def graph_inputs(self, users: Tensor, items: Tensor) -> tuple[EdgeIndex, Tensor | None]:
-        edge_index = bipartite_edge_index(users, items, self.n_users, self.n_items)
-        return unweighted_adjacency(edge_index, self.num_nodes), None
-
     def encode(self, x: Tensor, edge_index: EdgeIndex, edge_weight: Tensor | None) -> Tensor:
-        layers = [x]
-        for k, conv in enumerate(self.convs):
-            x = conv(x, edge_index)
-            if k < len(self.convs) - 1:
-                x = F.elu(x)
-            layers.append(x)
-        return self.combine(layers)
+        return self.conv_stack(x, edge_index, None, F.elu)

@@ -46,10 +46,5 @@ class GCN(GraphRecommender):
         )
 
     def encode(self, x: Tensor, edge_index: EdgeIndex, edge_weight: Tensor | None) -> Tensor:
-        layers = [x]
-        for k, conv in enumerate(self.convs):
-            x = conv(x, edge_index, edge_weight)
-            if k < len(self.convs) - 1:
-                x = F.leaky_relu(x, self.config.negative_slope)
-            layers.append(x)
-        return self.combine(layers)
+        slope = self.config.negative_slope
+        return self.conv_stack(x, edge_index, edge_weight, lambda h: F.leaky_relu(h, slope))

@@ -46,9 +46,9 @@ parameter's version counter is part of the cache key), so evaluating all users p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -225,11 +225,14 @@ class GraphBatch(NamedTuple):
 class GraphRecommender(Recommender):
     """Base class: ego embeddings + an encoder over the user-item graph + BPR/softmax loss.
 
-    Subclasses build ``self.convs`` and implement :meth:`encode` (and may override
-    :meth:`graph_inputs` for another edge weighting).
+    Subclasses build ``self.convs`` and implement :meth:`encode` (usually one call of
+    :meth:`conv_stack`); ``normalized_graph = False`` runs them on the unweighted graph.
     """
 
     Config = GraphConfig
+    #: True: the symmetric-normalised graph (LightGCN, GCN); False: the unweighted graph
+    #: (GraphSAGE's mean and GAT's attention weight the edges themselves)
+    normalized_graph: ClassVar[bool] = True
 
     def __init__(self, config: GraphConfig, train: Dataset) -> None:
         super().__init__(config, train)
@@ -253,10 +256,29 @@ class GraphRecommender(Recommender):
 
     # ------------------------------------------------------------------ graph
     def graph_inputs(self, users: Tensor, items: Tensor) -> tuple[EdgeIndex, Tensor | None]:
-        """The (edge_index, edge_weight) the encoder runs on, for the given training pairs.
-        Default: the symmetric-normalised graph of LightGCN / GCN."""
+        """The (edge_index, edge_weight) the encoder runs on, for the given training pairs:
+        the symmetric-normalised graph, or the unweighted one (``normalized_graph``)."""
         edge_index = bipartite_edge_index(users, items, self.n_users, self.n_items)
-        return normalized_adjacency(edge_index, self.num_nodes)
+        if self.normalized_graph:
+            return normalized_adjacency(edge_index, self.num_nodes)
+        return unweighted_adjacency(edge_index, self.num_nodes), None
+
+    def conv_stack(
+        self,
+        x: Tensor,
+        edge_index: EdgeIndex,
+        edge_weight: Tensor | None,
+        activation: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
+        """``self.convs`` in turn, ``activation`` between layers (none after the last), and
+        :meth:`combine` of the layer outputs 0..L."""
+        layers = [x]
+        for k, conv in enumerate(self.convs):
+            x = conv(x, edge_index) if edge_weight is None else conv(x, edge_index, edge_weight)
+            if activation is not None and k < len(self.convs) - 1:
+                x = activation(x)
+            layers.append(x)
+        return self.combine(layers)
 
     def encode(self, x: Tensor, edge_index: EdgeIndex, edge_weight: Tensor | None) -> Tensor:
         """Final node embeddings [N, dim] from the ego embeddings ``x`` [N, dim]."""

@@ -21,8 +21,6 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.graph import (
     GraphRecommender,
     SAGEConvFused,
-    bipartite_edge_index,
-    unweighted_adjacency,
 )
 from streamrec.models.lightgcn import LightGCN, LightGCNConfig
 
@@ -39,6 +37,7 @@ class GraphSAGE(GraphRecommender):
 
     name = "graphsage"
     Config = GraphSAGEConfig
+    normalized_graph = False  # the mean aggregation normalises by the degree
     train_defaults: ClassVar[dict[str, Any]] = dict(LightGCN.train_defaults)
 
     def __init__(self, config: GraphSAGEConfig, train: Dataset) -> None:
@@ -47,15 +46,6 @@ class GraphSAGE(GraphRecommender):
             [SAGEConvFused(config.dim, config.dim, aggr="mean") for _ in range(config.n_layers)]
         )
 
-    def graph_inputs(self, users: Tensor, items: Tensor) -> tuple[EdgeIndex, Tensor | None]:
-        edge_index = bipartite_edge_index(users, items, self.n_users, self.n_items)
-        return unweighted_adjacency(edge_index, self.num_nodes), None
-
     def encode(self, x: Tensor, edge_index: EdgeIndex, edge_weight: Tensor | None) -> Tensor:
-        layers = [x]
-        for k, conv in enumerate(self.convs):
-            x = conv(x, edge_index)
-            if k < len(self.convs) - 1:
-                x = F.leaky_relu(x, self.config.negative_slope)
-            layers.append(x)
-        return self.combine(layers)
+        slope = self.config.negative_slope
+        return self.conv_stack(x, edge_index, None, lambda h: F.leaky_relu(h, slope))

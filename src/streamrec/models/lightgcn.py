@@ -63,8 +63,4 @@ class LightGCN(GraphRecommender):
         self.convs = nn.ModuleList([LightConv(normalize=False) for _ in range(config.n_layers)])
 
     def encode(self, x: Tensor, edge_index: EdgeIndex, edge_weight: Tensor | None) -> Tensor:
-        layers = [x]
-        for conv in self.convs:
-            x = conv(x, edge_index, edge_weight)
-            layers.append(x)
-        return self.combine(layers)
+        return self.conv_stack(x, edge_index, edge_weight)
