@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -139,14 +138,7 @@ class TransformerModel(SequentialRecommender):
     """SASRec-style next-item transformer."""
 
     name = "transformer"
-    Config = TransformerConfig
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-3,
-        "batch_size": 256,
-        "epochs": 100,
-        "patience": 5,
-        "valid_metric": "ndcg@10",
-    }
+    Config = TransformerConfig  # training defaults: SequentialRecommender's
 
     def __init__(self, config: TransformerConfig, train: Dataset) -> None:
         super().__init__(config, train)
