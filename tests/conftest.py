@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
+import torch
 
 from streamrec.data.dataset import Dataset
+from streamrec.data.splits import make_split
+from streamrec.data.world import make_world
 
 
 def random_dataset(
@@ -37,3 +42,33 @@ def random_dataset(
 @pytest.fixture
 def small_ds() -> Dataset:
     return random_dataset()
+
+
+# ------------------------------------------------------- the tiny world, for text and towers
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Small models on a shared machine: one torch thread avoids OpenMP spin-waiting (small
+    convolutions ran 30x slower with two). Opt in with ``usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Dataset:
+    """The ``tiny`` world (seed 0), in memory."""
+    return make_world("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny: Dataset, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The ``tiny`` world saved as a dataset directory."""
+    return tiny.save(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def cold(tiny: Dataset) -> tuple:
+    """A cold-items split of the tiny world (seed 0) and its training view."""
+    split = make_split(tiny, "cold-items", seed=0)
+    return split, split.train(tiny)

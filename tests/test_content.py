@@ -13,8 +13,6 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from streamrec.data.dataset import Dataset
-from streamrec.data.splits import make_split
-from streamrec.data.world import make_world
 from streamrec.embeddings import (
     category_precision,
     export_embeddings,
@@ -38,29 +36,7 @@ QUIET = Console(quiet=True)
 SMALL_CNN = {"token_dim": 24, "n_filters": 24, "dim": 32, "dropout": 0.1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on a shared machine: one thread avoids OpenMP spin-waiting (30x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Dataset:
-    return make_world("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tiny, tmp_path_factory):
-    return tiny.save(tmp_path_factory.mktemp("data") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def cold(tiny):
-    split = make_split(tiny, "cold-items", seed=0)
-    return split, split.train(tiny)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures: conftest.py
 
 
 # ------------------------------------------------------------------ tokeniser / vocabulary

