@@ -126,11 +126,12 @@ def drop_pairs(
 
 
 # =========================================================================== fused convs
-class LightConv(LGConv):
-    """:class:`~torch_geometric.nn.conv.LGConv` (``x'_i = sum_j w_ji x_j``) with fused
-    weighted message passing on an :class:`EdgeIndex` sorted by target node."""
+class _FusedWeighted:
+    """Fused weighted message passing (``sum_j w_ji x_j`` as one sparse-dense product) on an
+    :class:`EdgeIndex` sorted by target node; mixed into PyG convs that weight their edges."""
 
     SUPPORTS_FUSED_EDGE_INDEX = True
+    aggr: str
 
     def message_and_aggregate(self, edge_index: Adj, x: Tensor, edge_weight: OptTensor) -> Tensor:
         if isinstance(edge_index, EdgeIndex):
@@ -138,16 +139,12 @@ class LightConv(LGConv):
         return spmm(edge_index, x, reduce=self.aggr)
 
 
-class GCNConvFused(GCNConv):
-    """:class:`~torch_geometric.nn.conv.GCNConv` (``x' = Ã x W + b``) with fused weighted
-    message passing on an :class:`EdgeIndex` sorted by target node."""
+class LightConv(_FusedWeighted, LGConv):
+    """:class:`~torch_geometric.nn.conv.LGConv` (``x'_i = sum_j w_ji x_j``), fused."""
 
-    SUPPORTS_FUSED_EDGE_INDEX = True
 
-    def message_and_aggregate(self, edge_index: Adj, x: Tensor, edge_weight: OptTensor) -> Tensor:
-        if isinstance(edge_index, EdgeIndex):
-            return edge_index.matmul(x, input_value=edge_weight, transpose=True)
-        return spmm(edge_index, x, reduce=self.aggr)
+class GCNConvFused(_FusedWeighted, GCNConv):
+    """:class:`~torch_geometric.nn.conv.GCNConv` (``x' = Ã x W + b``), fused."""
 
 
 class SAGEConvFused(SAGEConv):
