@@ -284,18 +284,14 @@ def impressions_from_ratings(
         known = age >= 0
         fill = float(np.median(age[known])) if known.any() else 0.0
         add("user_age", "user", np.where(known, age, fill)[user])
-    if "gender" in users:
-        genders = list(ds.meta.get("genders", []))
-        codes = np.asarray(users["gender"], dtype=np.int64)
-        for g in range(max(len(genders), int(codes.max()) + 1 if len(codes) else 0)):
-            label = genders[g] if g < len(genders) else str(g)
-            add(f"user_gender_{label}", "user", (codes == g)[user])
-    if "occupation" in users:
-        occs = list(ds.meta.get("occupations", []))
-        codes = np.asarray(users["occupation"], dtype=np.int64)
-        for o in range(max(len(occs), int(codes.max()) + 1 if len(codes) else 0)):
-            label = occs[o] if o < len(occs) else str(o)
-            add(f"user_occupation_{label}", "user", (codes == o)[user])
+    for col, meta_key in (("gender", "genders"), ("occupation", "occupations")):
+        if col not in users:
+            continue
+        labels = list(ds.meta.get(meta_key, []))  # one-hot, one column per known code
+        codes = np.asarray(users[col], dtype=np.int64)
+        for c in range(max(len(labels), int(codes.max()) + 1 if len(codes) else 0)):
+            label = labels[c] if c < len(labels) else str(c)
+            add(f"user_{col}_{label}", "user", (codes == c)[user])
     # -- user history (strictly earlier ratings)
     (u_sums, u_cnt) = _prior_counts(user, ts, np.c_[is_train, train_click])
     add("user_log_prior_ratings", "user", np.log1p(u_cnt))
