@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from streamrec.data.dataset import Dataset
 from streamrec.data.sequences import build_training_sequences, last_items, pad_session
 from streamrec.data.splits import make_split
-from streamrec.models.sequential import sampled_softmax_loss
+from streamrec.models.sequential import first_positions, sampled_softmax_loss
 from streamrec.models.transformer import (
     CausalSelfAttention,
     TransformerConfig,
@@ -160,6 +160,74 @@ def test_sampled_softmax_with_all_items_uniform_equals_full_softmax():
     # log-Q correction: a constant shift per item cancels only when q is uniform
     q = torch.log_softmax(torch.randn(30), 0)
     assert not torch.allclose(sampled_softmax_loss(h, y, w, every, q), full)
+
+
+def test_first_positions_hand_case():
+    items = torch.tensor([[0, 0, 3, 1, 3], [2, 2, 1, 4, 0]])  # 1-based ids, 0 = padding
+    first = first_positions(items, 4)  # [B, 4] for items 1..4; 5 = never
+    assert first.tolist() == [[3, 5, 2, 5], [2, 0, 5, 3]]
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled"])
+def test_repeat_bias_logits_match_a_loop(loss):
+    torch.manual_seed(0)
+    ds = chain_dataset(n_items=12)
+    cfg = TransformerConfig(d_model=16, max_len=6, dropout=0.0, loss=loss)
+    model = TransformerModel(cfg, ds).eval()
+    with torch.no_grad():
+        model.repeat.fill_(1.7)
+    items = torch.tensor([[0, 0, 3, 5, 3, 7], [2, 2, 9, 4, 1, 2]])
+    targets = torch.tensor([[0, 3, 5, 3, 7, 8], [2, 9, 4, 1, 2, 6]])
+    targets[0, 0] = 0  # a padded position has no target
+    h = model.encode(items)
+    w = model.output_weight()
+    rows = []
+    for b in range(2):
+        for t in range(6):
+            if targets[b, t] == 0:
+                continue
+            logit = h[b, t] @ w.T
+            for i in set(items[b, : t + 1].tolist()) - {0}:
+                logit[i - 1] = logit[i - 1] + 1.7
+            rows.append(F.cross_entropy(logit[None], targets[b, t][None] - 1))
+    expected = torch.stack(rows).mean()
+    batch = {"items": items, "targets": targets}
+    if loss == "sampled":  # every item once, uniform proposal: the full softmax again
+        batch["negatives"] = torch.arange(12)
+    torch.testing.assert_close(model.loss(batch), expected)
+    # scoring from the last position adds the bias to every item of the sequence
+    seqs = pad_session(np.array([3, 5, 3, 7]) - 1, 6, None, None)  # 0-based ids
+    with torch.no_grad():
+        scores = model.scores_of(seqs)[0]
+        plain = model.encode(torch.as_tensor(seqs.items))[0, -1] @ w.T
+    seen = torch.zeros(12, dtype=torch.bool)
+    seen[[2, 4, 6]] = True
+    torch.testing.assert_close(scores, plain + 1.7 * seen)
+
+
+def repeat_dataset(n_users: int = 150, n_items: int = 30, seed: int = 0) -> Dataset:
+    """Each user alternates between two items a, b, a, b, ... and ends on two new items c, d
+    (held out by leave-last-out): in training every next item after the first two is a repeat.
+    """
+    rng = np.random.default_rng(seed)
+    users, items, ts = [], [], []
+    for u in range(n_users):
+        n = int(rng.integers(6, 14))
+        a, b, c, d = rng.choice(n_items, size=4, replace=False)
+        users += [u] * n
+        items += [int(a) if j % 2 == 0 else int(b) for j in range(n - 2)] + [int(c), int(d)]
+        ts += list(1000 * u + 60 * np.arange(n))
+    return Dataset(
+        name="repeat", user_ids=[f"u{u}" for u in range(n_users)],
+        item_ids=[f"i{i}" for i in range(n_items)],
+        inter={"user": np.array(users), "item": np.array(items), "timestamp": np.array(ts)},
+    )
+
+
+def test_repeat_bias_learns_the_amount_of_re_consumption():
+    no_repeats = _train("transformer", chain_dataset()).model.repeat.item()
+    repeats = _train("transformer", repeat_dataset()).model.repeat.item()
+    assert no_repeats < -0.05 < 0.05 < repeats
 
 
 # --------------------------------------------------------------------------- training

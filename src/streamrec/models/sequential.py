@@ -19,6 +19,12 @@ states [B, L, d]. Everything else is here:
     among them. Subtracting ``log q`` makes the sampled partition function an unbiased-in-the-
     limit estimate of the full one (Bengio & Senécal 2008; Yi et al. 2019);
 
+* **repeat bias** (``repeat_bias``, on by default): one learned scalar ``b`` added to the logit of
+  every item that already occurs in the input up to position ``t`` (``h_t · e_i + b [i seen]``).
+  With tied embeddings ``h_t`` stays close to ``e_{x_t}``, so without it the model's best guess
+  is often the item just consumed. ``b`` learns how much re-consumption the data has: negative
+  on a store's purchases (Amazon: next to none), positive where people re-watch. History-masked
+  evaluation is unaffected; it matters when seen items are candidates (as in RecBole's ranking);
 * **score**: the hidden state at the last position (always the most recent event, thanks to the
   left padding) against every item embedding, from the user's most recent ``max_len`` events in
   ``history``; :meth:`recommend_session` does the same for an ad-hoc list of item ids.
@@ -65,6 +71,21 @@ class SequentialConfig(ModelConfig):
     use_engagement: bool = False  # add an engagement-type embedding (per event)
     session_gap_minutes: float | None = None  # cut histories at inactivity gaps (None: no cut)
     init_std: float = 0.02
+    repeat_bias: bool = True  # a learned logit offset for items already in the input sequence
+
+
+def first_positions(items: torch.Tensor, n_items: int) -> torch.Tensor:
+    """First position of every item in each padded sequence, long [B, n_items].
+
+    items: left-padded 1-based ids [B, L] (0 = padding); the result is 0-based per item, ``L``
+    for an item that does not occur. Item ``i`` is in the prefix ``x_0..x_t`` iff
+    ``first[b, i] <= t``.
+    """
+    B, L = items.shape
+    first = torch.full((B, n_items + 1), L, dtype=torch.long, device=items.device)
+    pos = torch.arange(L, device=items.device).expand(B, L)
+    first.scatter_reduce_(1, items, pos, reduce="amin")
+    return first[:, 1:]
 
 
 def sampled_softmax_loss(
@@ -73,6 +94,7 @@ def sampled_softmax_loss(
     item_weight: torch.Tensor,
     negatives: torch.Tensor,
     log_q: torch.Tensor | None,
+    offsets: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sampled-softmax cross-entropy with log-Q correction (mean over rows).
 
@@ -80,10 +102,14 @@ def sampled_softmax_loss(
     negatives: [K] 0-based ids shared by all rows; log_q: [n_items] log proposal probabilities
     (``None``: uniform, where the correction is a constant and cancels). A negative equal to a
     row's target is masked (an "accidental hit"). With every item as a negative exactly once and
-    a uniform proposal this is exactly the full-softmax cross-entropy.
+    a uniform proposal this is exactly the full-softmax cross-entropy. ``offsets``: optional
+    logit offsets ([N] of the targets, [N, K] of the negatives), e.g. the repeat bias.
     """
     pos = (hidden * item_weight[targets]).sum(-1, keepdim=True)  # [N, 1]
     neg = hidden @ item_weight[negatives].T  # [N, K]
+    if offsets is not None:
+        pos = pos + offsets[0].unsqueeze(1)
+        neg = neg + offsets[1]
     if log_q is not None:
         pos = pos - log_q[targets].unsqueeze(1)
         neg = neg - log_q[negatives].unsqueeze(0)
@@ -152,6 +178,7 @@ class SequentialRecommender(Recommender):
         self.register_buffer("log_q", torch.as_tensor(np.log(q), dtype=torch.float32),
                              persistent=False)
         self._q = q
+        self.repeat = nn.Parameter(torch.zeros(())) if config.repeat_bias else None
         self._train_cache: tuple[Dataset, SequenceBatch] | None = None
         self._history_cache: tuple[Dataset, UserSequences] | None = None
 
@@ -220,15 +247,32 @@ class SequentialRecommender(Recommender):
         for key in ("items", "targets", "category", "engagement"):
             if key in batch:
                 batch[key] = batch[key][:, cut:]
-        h = self.encode(batch["items"], batch.get("category"), batch.get("engagement"))
+        items = batch["items"]
+        h = self.encode(items, batch.get("category"), batch.get("engagement"))
         mask = batch["targets"] > 0
         h = h[mask]  # [N, d] the non-pad positions
         targets = batch["targets"][mask] - 1
         weight = self.output_weight()
+        first = None
+        if self.repeat is not None:  # first occurrence of each item in each sequence
+            first = first_positions(items, self.n_items)  # [B, n_items]
+            steps = torch.arange(items.shape[1], device=items.device)  # position t of a column
         if self.config.loss == "ce":
-            return F.cross_entropy(h @ weight.T, targets)
+            logits = h @ weight.T
+            if first is not None:  # item i seen at row (b, t) iff first[b, i] <= t
+                seen = (first[:, None, :] <= steps[None, :, None])[mask]  # [N, n_items] bool
+                logits = logits + self.repeat * seen
+            return F.cross_entropy(logits, targets)
         log_q = self.log_q if self.config.proposal == "pop" else None
-        return sampled_softmax_loss(h, targets, weight, batch["negatives"].long(), log_q)
+        negatives = batch["negatives"].long()
+        offsets = None
+        if first is not None:
+            t = steps.expand_as(items)[mask]  # [N]
+            rows = mask.nonzero()[:, 0]
+            seen_pos = first[rows, targets] <= t  # [N]
+            seen_neg = first[:, negatives][rows] <= t[:, None]  # [N, K]
+            offsets = (self.repeat * seen_pos, self.repeat * seen_neg)
+        return sampled_softmax_loss(h, targets, weight, negatives, log_q, offsets)
 
     # ------------------------------------------------------------------ scoring
     def _tensors(self, seqs: SequenceBatch) -> tuple[torch.Tensor, ...]:
@@ -251,7 +295,11 @@ class SequentialRecommender(Recommender):
         category = None if category is None else category[:, cut:]
         engagement = None if engagement is None else engagement[:, cut:]
         h = self.encode(items, category, engagement)[:, -1]  # left padding: the latest event
-        return h @ self.output_weight().T
+        scores = h @ self.output_weight().T
+        if self.repeat is not None:
+            seen = first_positions(items, self.n_items) < items.shape[1]  # [B, n_items]
+            scores = scores + self.repeat * seen
+        return scores
 
     def history_sequences(self, users: np.ndarray, history: Dataset) -> SequenceBatch:
         """The users' most recent ``max_len`` events in ``history`` as [B, L] arrays."""
