@@ -167,6 +167,60 @@ def test_contrastive_pairs_are_co_engaged_and_the_loss_trains(cold):
         CNNText(CNNTextConfig(objective="nope"), train)
 
 
+def test_profile_objective_batches_and_loss_match_a_loop(cold):
+    _, train = cold
+    torch.manual_seed(0)
+    cfg = CNNTextConfig(**SMALL_CNN, objective="category+profile", profile_users=16,
+                        profile_items=4, contrastive_weight=0.5)
+    model = CNNText(cfg, train).eval()  # eval: no dropout, so the loop sees the same encoder
+    csr = train.csr()
+    eligible = np.flatnonzero(np.diff(csr.indptr) >= 2)
+    assert model.num_batches(train, 64) == -(-len(eligible) // 16)
+    batches = list(model.batches(train, 64, np.random.default_rng(0)))
+    assert len(batches) == model.num_batches(train, 64)
+    b = batches[0]
+    assert set(b) == {"items", "labels", "users", "candidates", "target", "context", "mask"}
+    cand, tgt, ctx, mask = b["candidates"], b["target"], b["context"], b["mask"]
+    assert len(np.unique(cand)) == len(cand) and ctx.shape == (len(tgt), 4)
+    # each user of the batch: the target and the profile items are their training items, and
+    # exactly their other training items among the candidates are masked
+    assert len(b["users"]) == 16 and set(b["users"].tolist()) <= set(eligible.tolist())
+    for row, u in enumerate(b["users"]):
+        mine = set(csr[u].indices.tolist())
+        assert cand[tgt[row]] in mine and set(cand[ctx[row]].tolist()) <= mine
+        expect = np.isin(cand, list(mine - {cand[tgt[row]]}))
+        assert np.array_equal(mask[row], expect)
+    every = np.concatenate([x["users"] for x in batches])  # an epoch: each user once
+    assert sorted(every.tolist()) == eligible.tolist()
+    # the loss against a loop over the users
+    t = {k: torch.as_tensor(v) for k, v in b.items()}
+    emb = F.normalize(model.encoder(model.item_tokens[t["candidates"]]), dim=1)
+    terms = []
+    for row in range(len(tgt)):
+        prof = F.normalize(emb[t["context"][row]].mean(0), dim=0)
+        logits = prof @ emb.T / cfg.temperature
+        logits[t["mask"][row]] = float("-inf")
+        terms.append(-torch.log_softmax(logits, 0)[t["target"][row]])
+    cat = F.cross_entropy(model.category_logits(t["items"]), t["labels"])
+    torch.testing.assert_close(model.loss(t), cat + 0.5 * torch.stack(terms).mean())
+    # and it trains: the profile loss falls over a few epochs
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = last = None
+    for epoch in range(4):
+        total = 0.0
+        for batch in model.batches(train, 64, np.random.default_rng(epoch)):
+            bt = {k: torch.as_tensor(v) for k, v in batch.items()}
+            loss = model.profile_loss(bt["candidates"], bt["target"], bt["context"], bt["mask"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        first = total if first is None else first
+        last = total
+    assert last < 0.9 * first
+
+
 def test_pairs_per_epoch_token_dropout_and_frozen_tokens(cold):
     _, train = cold
     torch.manual_seed(0)

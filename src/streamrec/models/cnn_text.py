@@ -30,12 +30,21 @@ Training objectives (``objective``), through the one training loop:
   training user engaged with within ``pair_window`` positions of each other in their history
   are a positive pair; the other positives of the batch are the negatives (duplicates of the
   positive item are masked out); symmetric, with temperature ``temperature``;
-* ``"both"``: category cross-entropy + ``contrastive_weight`` x InfoNCE.
+* ``"profile"``: the content recommender's own task. For a batch of ``profile_users`` training
+  users, one item of each user's history is the target and ``profile_items`` other items of
+  the history (drawn at random) form the profile, the mean of their normalised embeddings;
+  the loss is the cross-entropy of the target among every item encoded in the batch (the
+  targets and the profile items of all its users; the user's other training items masked),
+  on cosine / ``temperature``. It teaches the encoder which words make users come back;
+* ``"both"``: category cross-entropy + ``contrastive_weight`` x InfoNCE; ``"category+profile"``:
+  category cross-entropy + ``contrastive_weight`` x the profile loss.
 
 Each epoch visits the training items once in a random order (``batch_size`` items per batch);
 ``contrastive`` / ``both`` batches also hold ``batch_size`` pairs, drawn with the epoch's rng.
 With ``pairs_per_epoch`` an epoch holds that many pairs instead (the items cycle with them):
-a catalogue has far fewer items than co-engaged pairs to learn from.
+a catalogue has far fewer items than co-engaged pairs to learn from. With ``profile`` an epoch
+visits every training user with two or more items once, ``profile_users`` per batch (with
+``category+profile`` the items cycle along, ``batch_size`` per batch).
 The vocabulary is built from the training items' titles and descriptions and saved with the
 run (``extra/vocab.json``). Scoring is the content recommender of
 :class:`~streamrec.models.content.ContentRecommender`.
@@ -56,7 +65,8 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.text import PAD_ID, Vocabulary
 
-OBJECTIVES = ("category", "contrastive", "both")
+OBJECTIVES = ("category", "contrastive", "both", "profile", "category+profile")
+POOLINGS = ("max", "mean", "max+mean")
 
 
 @dataclass
@@ -72,6 +82,7 @@ class CNNTextConfig(ContentConfig):
     batch_norm: bool = True  # BatchNorm1d on the pooled features (see the module docstring)
     token_init: str = "svd"  # svd (LSA term vectors of the training texts) or random (N(0, 1))
     freeze_tokens: bool = False  # keep the initial token vectors fixed (Kim's "CNN-static")
+    pooling: str = "max"  # over the windows: max (Kim), mean, or max+mean (both, concatenated)
     max_len: int = 64  # tokens per text (title + description), truncated / padded
     min_count: int = 2  # vocabulary: tokens seen at least this often in training items' text
     max_vocab: int | None = 20_000
@@ -80,6 +91,8 @@ class CNNTextConfig(ContentConfig):
     contrastive_weight: float = 1.0  # weight of InfoNCE in "both"
     pair_window: int | None = 1  # co-engaged: within this many positions (None: anywhere)
     pairs_per_epoch: int | None = None  # co-engaged pairs per epoch (None: one per training item)
+    profile_users: int = 128  # profile objective: users per batch
+    profile_items: int = 16  # profile objective: history items drawn for each user's profile
 
 
 class TextCNN(nn.Module):
@@ -95,15 +108,20 @@ class TextCNN(nn.Module):
         dropout: float,
         batch_norm: bool = True,
         token_dropout: float = 0.0,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         if not 0.0 <= token_dropout < 1.0:
             raise ValueError(f"cnn-text: token_dropout must be in [0, 1), got {token_dropout}")
+        if pooling not in POOLINGS:
+            choices = ", ".join(POOLINGS)
+            raise ValueError(f"cnn-text: pooling must be one of {choices}, not {pooling!r}")
         self.token_dropout = token_dropout
+        self.pooling = pooling
         self.widths = tuple(int(w) for w in widths)
         self.token_emb = nn.Embedding(vocab_size, token_dim, padding_idx=PAD_ID)
         self.convs = nn.ModuleList(nn.Conv1d(token_dim, n_filters, w) for w in self.widths)
-        n_features = n_filters * len(self.widths)
+        n_features = n_filters * len(self.widths) * (2 if pooling == "max+mean" else 1)
         self.norm = nn.BatchNorm1d(n_features) if batch_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(n_features, dim)
@@ -122,7 +140,11 @@ class TextCNN(nn.Module):
             n_windows = (lengths - w + 1).clamp(min=1)  # windows inside the text
             valid = torch.arange(h.shape[2], device=h.device)[None, :] < n_windows[:, None]
             # after ReLU every value is >= 0, so a masked window (0) never beats a valid one
-            pooled.append(h.masked_fill(~valid[:, None, :], 0.0).amax(dim=2))
+            h = h.masked_fill(~valid[:, None, :], 0.0)
+            if self.pooling in ("max", "max+mean"):
+                pooled.append(h.amax(dim=2))
+            if self.pooling in ("mean", "max+mean"):
+                pooled.append(h.sum(dim=2) / n_windows[:, None].to(h.dtype))
         return torch.cat(pooled, dim=1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -155,8 +177,9 @@ class CNNText(ContentRecommender):
         if config.max_len < max(widths):
             raise ValueError("cnn-text: max_len must be at least the largest width")
         self.dim = config.dim
-        self.uses_category = config.objective in ("category", "both")
+        self.uses_category = config.objective in ("category", "both", "category+profile")
         self.uses_pairs = config.objective in ("contrastive", "both")
+        self.uses_profiles = config.objective in ("profile", "category+profile")
         cats = self.categories(train)
         if self.uses_category and cats is None:
             raise ValueError(
@@ -168,8 +191,12 @@ class CNNText(ContentRecommender):
         if cats is not None:
             names = train.meta.get("categories")
             self.n_categories = max(int(cats.max()) + 1, len(names) if names else 0)
-        if self.uses_pairs and train.n_interactions == 0:
-            raise ValueError("cnn-text: the contrastive objective needs training interactions")
+        if (self.uses_pairs or self.uses_profiles) and train.n_interactions == 0:
+            raise ValueError(
+                f"cnn-text: the {config.objective} objective needs training interactions"
+            )
+        if config.profile_users < 1 or config.profile_items < 1:
+            raise ValueError("cnn-text: profile_users and profile_items must be at least 1")
         docs = [self.texts[i] for i in self.train_items]
         self.vocab = Vocabulary.build(docs, config.min_count, max_size=config.max_vocab)
         self.encoder = TextCNN(
@@ -181,6 +208,7 @@ class CNNText(ContentRecommender):
             config.dropout,
             config.batch_norm,
             config.token_dropout,
+            config.pooling,
         )
         self.head = nn.Linear(config.dim, max(1, self.n_categories))
         if config.token_init == "svd":
@@ -202,6 +230,13 @@ class CNNText(ContentRecommender):
             if len(eligible) == 0:
                 raise ValueError("cnn-text: no training user has two items to pair")
             self._pairs = (indptr, seq, owner, eligible)
+        self._profiles: tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None = None
+        if self.uses_profiles:
+            indptr, seq = train.sequences()
+            users = np.flatnonzero(np.diff(indptr) >= 2)
+            if len(users) == 0:
+                raise ValueError("cnn-text: no training user has two items for a profile")
+            self._profiles = (indptr, seq, users, train.csr())
 
     def _init_tokens_from_svd(self, docs: list[str]) -> None:
         """Token vectors from a truncated SVD of the training items' TF-IDF matrix.
@@ -236,10 +271,39 @@ class CNNText(ContentRecommender):
 
     # ------------------------------------------------------------------ training
     def num_batches(self, train: Dataset, batch_size: int) -> int:
+        if self._profiles is not None:  # one pass over the users with a profile
+            return max(1, -(-len(self._profiles[2]) // self.config.profile_users))
         n = len(self.train_items)
         if self.uses_pairs and self.config.pairs_per_epoch is not None:
             n = max(n if self.uses_category else 1, self.config.pairs_per_epoch)
         return max(1, -(-n // batch_size))
+
+    def sample_profiles(self, users: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One profile-objective batch for ``users`` (each with >= 2 training items).
+
+        Returns ``users`` [B], ``candidates`` [M] (the distinct items to encode: targets and
+        profile items), ``target`` [B] and ``context`` [B, profile_items] (positions in
+        ``candidates``), and ``mask`` bool [B, M]: the user's training items other than the
+        target (not negatives).
+        """
+        assert self._profiles is not None
+        indptr, seq, _, csr = self._profiles
+        h = self.config.profile_items
+        start, n = indptr[users], indptr[users + 1] - indptr[users]
+        t = rng.integers(0, n)  # the target's position in each history
+        other = rng.integers(0, n[:, None] - 1, size=(len(users), h))  # any other position
+        other = other + (other >= t[:, None])
+        targets, context = seq[start + t], seq[start[:, None] + other]
+        cand, inv = np.unique(np.concatenate([targets, context.ravel()]), return_inverse=True)
+        mask = np.asarray(csr[users][:, cand].todense()) > 0
+        mask[np.arange(len(users)), inv[: len(users)]] = False
+        return {
+            "users": users.astype(np.int64),
+            "candidates": cand.astype(np.int64),
+            "target": inv[: len(users)].astype(np.int64),
+            "context": inv[len(users) :].reshape(len(users), h).astype(np.int64),
+            "mask": mask,
+        }
 
     def sample_pairs(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` co-engaged (anchor, positive) item pairs, int64 [n] each.
@@ -264,10 +328,12 @@ class CNNText(ContentRecommender):
     ) -> Iterator[dict[str, np.ndarray]]:
         order = rng.permutation(self.train_items)
         n_batches = self.num_batches(train, batch_size)
-        if n_batches > -(-len(order) // batch_size):  # more pair batches: cycle over the items
+        if n_batches > -(-len(order) // batch_size):  # more pair / profile batches: cycle
             reps = -(-n_batches * batch_size // len(order))
             order = np.concatenate([order, *(rng.permutation(order) for _ in range(reps - 1))])
             order = order[: n_batches * batch_size]
+        users = None if self._profiles is None else rng.permutation(self._profiles[2])
+        pu = self.config.profile_users
         for b in range(n_batches):
             items = order[b * batch_size : (b + 1) * batch_size]
             batch: dict[str, np.ndarray] = {}
@@ -277,6 +343,8 @@ class CNNText(ContentRecommender):
                 batch["labels"] = self.item_category[items]
             if self.uses_pairs:
                 batch["anchors"], batch["positives"] = self.sample_pairs(len(items), rng)
+            if users is not None:
+                batch.update(self.sample_profiles(users[b * pu : (b + 1) * pu], rng))
             yield batch
 
     def category_logits(self, items: torch.Tensor) -> torch.Tensor:
@@ -297,13 +365,28 @@ class CNNText(ContentRecommender):
         loss_p = F.cross_entropy(logits.T.masked_fill(dup_a, float("-inf")), target)
         return 0.5 * (loss_a + loss_p)
 
+    def profile_loss(
+        self, candidates: torch.Tensor, target: torch.Tensor, context: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Cross-entropy of each user's held-out item against the batch's encoded items, scored
+        by cosine with the user's profile (see :meth:`sample_profiles` for the arguments)."""
+        emb = F.normalize(self.encoder(self.item_tokens[candidates]), dim=1)  # [M, dim]
+        profile = F.normalize(emb[context].mean(dim=1), dim=1)  # [B, dim]
+        logits = (profile @ emb.T / self.config.temperature).masked_fill(mask, float("-inf"))
+        return F.cross_entropy(logits, target)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         total = torch.zeros((), device=self.item_tokens.device)
         if self.uses_category:
             total = total + F.cross_entropy(self.category_logits(batch["items"]), batch["labels"])
+        w = 1.0 if not self.uses_category else self.config.contrastive_weight
         if self.uses_pairs:
-            w = 1.0 if not self.uses_category else self.config.contrastive_weight
             total = total + w * self.info_nce(batch["anchors"], batch["positives"])
+        if self.uses_profiles:
+            total = total + w * self.profile_loss(
+                batch["candidates"], batch["target"], batch["context"], batch["mask"]
+            )
         return total
 
     # ------------------------------------------------------------------ embeddings
