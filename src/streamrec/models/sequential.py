@@ -253,24 +253,28 @@ class SequentialRecommender(Recommender):
         h = h[mask]  # [N, d] the non-pad positions
         targets = batch["targets"][mask] - 1
         weight = self.output_weight()
-        first = None
-        if self.repeat is not None:  # first occurrence of each item in each sequence
-            first = first_positions(items, self.n_items)  # [B, n_items]
-            steps = torch.arange(items.shape[1], device=items.device)  # position t of a column
         if self.config.loss == "ce":
             logits = h @ weight.T
-            if first is not None:  # item i seen at row (b, t) iff first[b, i] <= t
+            if self.repeat is not None:  # item i seen at row (b, t) iff first[b, i] <= t
+                first = first_positions(items, self.n_items)  # [B, n_items]
+                steps = torch.arange(items.shape[1], device=items.device)
                 seen = (first[:, None, :] <= steps[None, :, None])[mask]  # [N, n_items] bool
                 logits = logits + self.repeat * seen
             return F.cross_entropy(logits, targets)
         log_q = self.log_q if self.config.proposal == "pop" else None
         negatives = batch["negatives"].long()
         offsets = None
-        if first is not None:
-            t = steps.expand_as(items)[mask]  # [N]
-            rows = mask.nonzero()[:, 0]
-            seen_pos = first[rows, targets] <= t  # [N]
-            seen_neg = first[:, negatives][rows] <= t[:, None]  # [N, K]
+        if self.repeat is not None:  # only the sampled columns: compare within the sequence
+            # in_prefix(ids)[b, t, k]: ids[b, t, k] (1-based) occurs in items[b, 0..t]
+            causal = torch.ones(items.shape[1], items.shape[1], dtype=torch.bool,
+                                device=items.device).tril()  # [t, s]: s <= t
+            real = items > 0
+            # target of (b, t) among items[b, s], s <= t: [B, L(t), L(s)]
+            hit_pos = (items[:, None, :] == batch["targets"][:, :, None]) & causal & real[:, None]
+            seen_pos = hit_pos.any(-1)[mask]  # [N]
+            # negative k among items[b, s], then a running "any" over s <= t: [B, L, K]
+            hit_neg = (items[:, :, None] == negatives[None, None, :] + 1) & real[:, :, None]
+            seen_neg = hit_neg.cummax(dim=1).values[mask]  # [N, K]
             offsets = (self.repeat * seen_pos, self.repeat * seen_neg)
         return sampled_softmax_loss(h, targets, weight, negatives, log_q, offsets)
 
@@ -296,8 +300,9 @@ class SequentialRecommender(Recommender):
         engagement = None if engagement is None else engagement[:, cut:]
         h = self.encode(items, category, engagement)[:, -1]  # left padding: the latest event
         scores = h @ self.output_weight().T
-        if self.repeat is not None:
-            seen = first_positions(items, self.n_items) < items.shape[1]  # [B, n_items]
+        if self.repeat is not None:  # every item of the sequence (padding id 0 dropped)
+            seen = torch.zeros(len(items), self.n_items + 1, dtype=torch.bool, device=items.device)
+            seen = seen.scatter_(1, items, True)[:, 1:]  # [B, n_items]
             scores = scores + self.repeat * seen
         return scores
 
