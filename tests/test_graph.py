@@ -114,6 +114,19 @@ def test_lightgcn_propagation_equals_dense_reference():
     np.testing.assert_allclose(items.detach().numpy(), ref[30:], atol=1e-5)
     scores = model.score(torch.arange(30), ds)
     np.testing.assert_allclose(scores.numpy(), ref[:30] @ ref[30:].T, atol=1e-5)
+    # ego_norm: the same propagation of the unit-length ego rows, so rescaling them changes
+    # nothing, and a node's final norm follows the graph
+    model.config.ego_norm = True
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    layers = [unit]
+    for _ in range(3):
+        layers.append(a_norm @ layers[-1])
+    ref = np.mean(layers, axis=0)
+    with torch.no_grad():
+        model.embedding.weight.mul_(torch.rand(50, 1) + 0.5)
+    users, items = model.propagate()
+    np.testing.assert_allclose(users.detach().numpy(), ref[:30], atol=1e-5)
+    np.testing.assert_allclose(items.detach().numpy(), ref[30:], atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["light", "gcn", "sage"])

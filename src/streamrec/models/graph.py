@@ -170,6 +170,10 @@ class GraphConfig(ModelConfig):
     in_batch: ``softmax`` only: the batch's positive items are negatives too.
     temperature: ``softmax`` only: logits are ``similarity / temperature``.
     similarity: ``dot`` or ``cosine`` (of the final embeddings) for training and scoring.
+    ego_norm: L2-normalise the ego embeddings before propagation. With ``similarity=dot`` the
+        final embeddings then have magnitudes set by the graph (a node's degree), not learned
+        freely: a popular item scores higher through the propagation, which cosine similarity
+        of the final embeddings cannot express (Wu et al., TOIS 2023, on the softmax loss).
     l2: weight of the L2 penalty on the ego embeddings of the batch.
     edge_dropout: probability of dropping a training pair from the graph at each step
         (the graph is renormalised); 0 = off.
@@ -192,6 +196,7 @@ class GraphConfig(ModelConfig):
     in_batch: bool = False
     temperature: float = 1.0
     similarity: str = "dot"
+    ego_norm: bool = False
     l2: float = 1e-4
     edge_dropout: float = 0.0
     user_balance: bool = False
@@ -296,7 +301,10 @@ class GraphRecommender(Recommender):
             edge_index, edge_weight = self.graph_inputs(users, items)
             edge_index = edge_index.to(self.device)
             edge_weight = edge_weight.to(self.device) if edge_weight is not None else None
-        return self.encode(self.embedding.weight, edge_index, edge_weight)
+        x = self.embedding.weight
+        if self.config.ego_norm:
+            x = F.normalize(x, dim=1)
+        return self.encode(x, edge_index, edge_weight)
 
     def propagate(self) -> tuple[Tensor, Tensor]:
         """Final (user [n_users, dim], item [n_items, dim]) embeddings (:meth:`encode_graph`)."""
