@@ -16,8 +16,9 @@ test Recall@20. Variants:
 * ``lightgcn / mean``: LightGCN as published, the mean of layers 0..L (its remedy);
 * ``gcn / last``: a plain L-layer GCN stack (weights + LeakyReLU), last layer.
 
-"at init" is the same similarity for the untrained model (random ego embeddings): what the
-propagation alone does before any learning.
+"at init" is the same similarity for the untrained model: its initial ego embeddings (the
+spectral initialisation, both models' default) propagated through the untrained layers (GCN:
+random weights): what the propagation alone does before any learning.
 
     python benchmarks/oversmoothing.py [--world demo] [--epochs 12] [--users 2000]
 """
