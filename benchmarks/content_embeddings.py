@@ -25,9 +25,11 @@ interactions are validation (unused here). Models learn only from the training v
 vocabulary, IDF and SVD basis come from the training items' text, the CNN's category labels
 from training items, its co-engaged pairs from training users' histories.
 
-Models: ``tfidf-svd`` (128-d), ``cnn-text`` trained on categories (``category``) and on
-categories + co-engagement InfoNCE (``both``; world and amazon), ``minilm`` (frozen, 384-d).
-The CNN trains a fixed number of epochs (no model selection on any held-out data).
+Models: ``tfidf-svd`` (128-d), ``cnn-text`` trained on categories (``category``), on
+categories + co-engagement InfoNCE (``both``; world and amazon) and on categories + the profile
+objective (``category+profile``, with 1-3-gram filters and max+mean pooling; world and amazon),
+``minilm`` (frozen, 384-d). The CNN trains a fixed number of epochs (no model selection on any
+held-out data).
 
 Measures
 --------
@@ -74,7 +76,7 @@ from streamrec.embeddings import (
 )
 from streamrec.eval.evaluator import evaluate_ranking
 from streamrec.models.cnn_text import CNNText, CNNTextConfig
-from streamrec.models.content import ContentRecommender
+from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.models.minilm import MiniLM, MiniLMConfig, load_encoder
 from streamrec.models.pop import PopConfig, Popularity
 from streamrec.models.tfidf_svd import TfidfSVD, TfidfSVDConfig
@@ -114,6 +116,19 @@ AMAZON_TOP = (
 )
 #: the CNN recipe of the benchmark (the model defaults plus the training schedule)
 CNN_TRAIN = {"epochs": 15, "batch_size": 64, "lr": 3e-3}
+#: the profile-objective recipe: unigram-to-trigram filters (single words carry the topic and
+#: series signals of this kind of text), max and mean pooling (presence and counts), profiles
+#: of 64 history items (close to the recommender's whole-history profile), token dropout 0.2,
+#: 8 epochs of one pass over the training users each; the category term at half the weight
+PROFILE_RECIPE = {"widths": (1, 2, 3), "n_filters": 128, "pooling": "max+mean",
+                  "contrastive_weight": 2.0, "profile_items": 64, "token_dropout": 0.2}
+PROFILE_EPOCHS = 8
+
+
+def cnn_epochs(objective: str, quick: bool) -> int:
+    if quick:
+        return 2
+    return PROFILE_EPOCHS if "profile" in objective else CNN_TRAIN["epochs"]
 
 
 # =========================================================================== data
@@ -254,13 +269,34 @@ def ml1m_bench(variant: str) -> Bench:
 
 
 # =========================================================================== models
+class TrueLatents(ContentRecommender):
+    """The world's true item latents as "embeddings": the content recommender with perfect
+    knowledge of what drives preferences, and none of the words (a reference row)."""
+
+    name = "true-latents"
+
+    def __init__(self, train: Dataset, latents: np.ndarray) -> None:
+        super().__init__(ContentConfig(), train)
+        self.latents = torch.as_tensor(latents, dtype=torch.float32)
+        self.dim = int(self.latents.shape[1])
+
+    def compute_item_embeddings(self) -> torch.Tensor:
+        return self.latents
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError("true latents have no text encoder")
+
+
 def fit_model(kind: str, bench: Bench, quick: bool) -> tuple[ContentRecommender, float]:
     """Build and fit one model on the bench's training view; returns (model, seconds)."""
     train = bench.train
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    if kind == "tfidf-svd":
-        model: ContentRecommender = TfidfSVD(TfidfSVDConfig(), train)
+    if kind == "true-latents":
+        assert bench.truth_latent is not None
+        model: ContentRecommender = TrueLatents(train, bench.truth_latent)
+    elif kind == "tfidf-svd":
+        model = TfidfSVD(TfidfSVDConfig(), train)
         model.fit(train)
     elif kind == "minilm":
         model = MiniLM(MiniLMConfig(), train)
@@ -268,10 +304,10 @@ def fit_model(kind: str, bench: Bench, quick: bool) -> tuple[ContentRecommender,
     else:  # "cnn:OBJECTIVE" or "cnn-random:OBJECTIVE" (random token init)
         family, objective = kind.split(":")
         init = "random" if family == "cnn-random" else "svd"
-        model = CNNText(CNNTextConfig(objective=objective, token_init=init), train)
-        epochs = 2 if quick else CNN_TRAIN["epochs"]
+        recipe = PROFILE_RECIPE if "profile" in objective else {}
+        model = CNNText(CNNTextConfig(objective=objective, token_init=init, **recipe), train)
         cfg = TrainConfig(
-            epochs=epochs,
+            epochs=cnn_epochs(objective, quick),
             batch_size=CNN_TRAIN["batch_size"],
             lr=CNN_TRAIN["lr"],
             progress=False,
@@ -339,10 +375,10 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
     rows: dict[str, Any] = {}
     n_train = len(np.unique(bench.train.item)) if bench.train.n_interactions else bench.ds.n_items
     for kind in kinds:
-        if kind.endswith(":both") and bench.split is None:
-            continue  # no interactions, no co-engagement
-        if kind.startswith("cnn-random") and bench.truth_latent is None:
-            continue  # the initialisation ablation runs on the world only
+        if kind.endswith((":both", "profile")) and bench.split is None:
+            continue  # no interactions, no co-engagement or profiles
+        if kind.startswith(("cnn-random", "true-latents")) and bench.truth_latent is None:
+            continue  # the initialisation ablation and the latent reference: world only
         model, train_s = fit_model(kind, bench, quick)
         model.invalidate_cache()
         t0 = time.perf_counter()
@@ -353,7 +389,7 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
         embed_s = time.perf_counter() - t0
         row: dict[str, Any] = {
             "dim": int(emb.shape[1]),
-            "epochs": (2 if quick else CNN_TRAIN["epochs"]) if isinstance(model, CNNText) else None,
+            "epochs": cnn_epochs(kind, quick) if isinstance(model, CNNText) else None,
             "train_seconds": train_s,
             "train_s_per_1k_items": 1000 * train_s / n_train if kind != "minilm" else 0.0,
             "fit_seconds": train_s,
@@ -416,7 +452,9 @@ NAMES = {
     "cnn-random:category": "CNN (category, random token init)",
     "cnn:category": "CNN (category)",
     "cnn:both": "CNN (category+co-engagement)",
+    "cnn:category+profile": "CNN (category+profile)",
     "minilm": "MiniLM (frozen)",
+    "true-latents": "true item latents (reference)",
     "pop": "popularity",
 }
 
@@ -486,7 +524,7 @@ def tables(results: dict[str, Any]) -> str:
     for res in results.values():
         pr = res["protocol"]
         for kind, row in res["models"].items():
-            if kind == "pop":
+            if kind in ("pop", "true-latents"):
                 continue
             out.append(
                 f"| {pr['dataset']} | {NAMES[kind]} | {row['dim']} | "
@@ -503,22 +541,22 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(results)
-    kinds = ["tfidf-svd", "cnn:category", "cnn:both", "minilm"]
+    kinds = ["tfidf-svd", "cnn:category", "cnn:both", "cnn:category+profile", "minilm"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    width = 0.2
+    width = 0.16
     for ax, key, title in (
         (axes[0], "cat_p@10_heldout", "category P@10, held-out queries"),
         (axes[1], "recall@20_cold", "cold-start Recall@20 (cold candidates)"),
     ):
         for j, kind in enumerate(kinds):
             vals = [results[n]["models"].get(kind, {}).get(key, np.nan) for n in names]
-            ax.bar(np.arange(len(names)) + (j - 1.5) * width, vals, width, label=NAMES[kind])
+            ax.bar(np.arange(len(names)) + (j - 2) * width, vals, width, label=NAMES[kind])
         ax.set_xticks(np.arange(len(names)))
         ax.set_xticklabels(
             [results[n]["protocol"]["dataset"] for n in names], rotation=20, ha="right", fontsize=8
         )
         ax.set_title(title)
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=7, loc="lower right")  # the ML-1M columns have no cold start
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -538,10 +576,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default=",".join(BENCHES), help=f"subset of {list(BENCHES)}")
     ap.add_argument(
-        "--models", default="tfidf-svd,cnn-random:category,cnn:category,cnn:both,minilm"
+        "--models",
+        default="tfidf-svd,cnn-random:category,cnn:category,cnn:both,cnn:category+profile,"
+        "minilm,true-latents",
     )
     ap.add_argument("--quick", action="store_true", help="2 CNN epochs (a smoke test)")
     ap.add_argument("--fresh", action="store_true", help="ignore cached per-dataset results")
+    ap.add_argument("--add", action="store_true",
+                    help="keep cached per-dataset results and run only the models they lack")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -559,13 +601,24 @@ def main() -> None:
     results: dict[str, Any] = {}
     for key in args.datasets.split(","):
         cache = WORK / f"{key}{'-quick' if args.quick else ''}.json"
-        if cache.is_file() and not args.fresh:
-            results[key] = json.loads(cache.read_text())
+        cached = json.loads(cache.read_text()) if cache.is_file() and not args.fresh else None
+        missing = [k for k in kinds if cached is not None and k not in cached["models"]]
+        if cached is not None and not (args.add and missing):
+            results[key] = cached
             log(f"{key}: cached result {cache}")
             continue
         bench = BENCHES[key]()
         log(f"{key}: {bench.ds.n_items} items, {len(bench.held_out)} held out")
-        results[key] = run_bench(bench, kinds, args.quick, log)
+        if cached is not None:  # --add: the cached rows plus the missing models
+            log(f"{key}: adding {missing} to the cached result")
+            new = run_bench(bench, missing, args.quick, log)
+            pop = cached["models"].pop("pop", None)
+            cached["models"].update(new["models"])
+            if pop is not None:
+                cached["models"]["pop"] = cached["models"].pop("pop", pop)
+            results[key] = cached
+        else:
+            results[key] = run_bench(bench, kinds, args.quick, log)
         cache.write_text(json.dumps(results[key], indent=2))
     table = tables(results)
     name = "content_embeddings" + ("_quick" if args.quick else "")
@@ -573,6 +626,7 @@ def main() -> None:
         "protocol": {
             "neighbours": f"top-{K} by cosine among all items, query excluded",
             "cnn": {**CNNTextConfig().to_dict(), **CNN_TRAIN},
+            "cnn_profile": {**PROFILE_RECIPE, "epochs": PROFILE_EPOCHS},
             "tfidf_svd": TfidfSVDConfig().to_dict(),
             "minilm": MiniLMConfig().to_dict(),
             "torch_threads": torch.get_num_threads(),
