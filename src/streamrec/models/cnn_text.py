@@ -10,6 +10,8 @@ For an item text of ``L`` token ids (``max_len`` = 64 by default, right-padded):
 
 A window counts only if it starts at a position ``t <= len - w`` (it lies inside the text; a
 text shorter than ``w`` keeps its first window), so padding never decides a maximum.
+``pooling="mean"`` averages over those windows instead (how often a pattern occurs, not only
+whether), and ``"max+mean"`` concatenates both ([B, 2 F] per width).
 
 Two choices that the benchmark on the synthetic world decided (``docs/content.md``):
 
@@ -88,7 +90,7 @@ class CNNTextConfig(ContentConfig):
     max_vocab: int | None = 20_000
     objective: str = "category"  # category | contrastive | both
     temperature: float = 0.1  # InfoNCE
-    contrastive_weight: float = 1.0  # weight of InfoNCE in "both"
+    contrastive_weight: float = 1.0  # weight of InfoNCE / profile loss next to the category's
     pair_window: int | None = 1  # co-engaged: within this many positions (None: anywhere)
     pairs_per_epoch: int | None = None  # co-engaged pairs per epoch (None: one per training item)
     profile_users: int = 128  # profile objective: users per batch
