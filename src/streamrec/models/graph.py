@@ -173,7 +173,8 @@ class GraphConfig(ModelConfig):
     ego_norm: L2-normalise the ego embeddings before propagation. With ``similarity=dot`` the
         final embeddings then have magnitudes set by the graph (a node's degree), not learned
         freely: a popular item scores higher through the propagation, which cosine similarity
-        of the final embeddings cannot express (Wu et al., TOIS 2023, on the softmax loss).
+        of the final embeddings cannot express (after Wu et al., TOIS 2023: message passing
+        can supply the magnitudes that cosine similarity removes).
     l2: weight of the L2 penalty on the ego embeddings of the batch.
     edge_dropout: probability of dropping a training pair from the graph at each step
         (the graph is renormalised); 0 = off.
