@@ -199,17 +199,24 @@ def test_negatives_are_never_positives(loss):
 @pytest.mark.parametrize("balance", [False, True])
 def test_softmax_loss_equals_reference(balance):
     """The shared-candidate softmax equals a per-pair cross-entropy with positives removed
-    (each pair weighted by 1 / deg(user) with ``user_balance``)."""
+    (each pair weighted by 1 / deg(user) with ``user_balance``); the item bias is added to
+    every logit, and to the scores times the temperature."""
     ds = random_dataset(n_users=12, n_items=10, per_user=5, seed=6)
     positives = ds.csr().toarray() > 0
     torch.manual_seed(0)
     cfg = LightGCNConfig(dim=4, n_layers=1, loss="softmax", n_negatives=0, l2=0.0,
                          similarity="dot", temperature=0.5, user_balance=balance)
     model = LightGCN(cfg, ds)
+    with torch.no_grad():
+        model.item_bias.copy_(torch.randn(10))
+    bias = model.item_bias.detach().double().numpy()
     batch = next(iter(model.batches(ds, 1000, np.random.default_rng(1))))
     got = model.loss(move_to_device(batch, torch.device("cpu")))
     users, items = model.propagate()
-    s = (users @ items.T).detach().double().numpy() / 0.5
+    s = (users @ items.T).detach().double().numpy() / 0.5 + bias[None, :]
+    model.eval()
+    np.testing.assert_allclose(model.score(torch.arange(12), ds).double().numpy(), 0.5 * s,
+                               rtol=1e-5, atol=1e-6)
     ref = []
     for u, i in zip(batch.users, batch.items):
         others = s[u][~positives[u]]
@@ -300,7 +307,7 @@ def test_score_cache_is_invalidated_when_weights_change():
     with torch.no_grad():
         model.embedding.weight.mul_(2.0)  # an in-place update, like an optimizer step
     torch.testing.assert_close(model.score(users, ds), 4 * first)
-    model.load_state_dict({"embedding.weight": torch.randn(35, 8)})
+    model.load_state_dict({"embedding.weight": torch.randn(35, 8), "item_bias": torch.zeros(15)})
     assert not torch.allclose(model.score(users, ds), 4 * first)
 
 

@@ -175,6 +175,9 @@ class GraphConfig(ModelConfig):
         freely: a popular item scores higher through the propagation, which cosine similarity
         of the final embeddings cannot express (after Wu et al., TOIS 2023: message passing
         can supply the magnitudes that cosine similarity removes).
+    item_bias: a learned per-item bias added to every logit (softmax: ``s / temperature + b_i``;
+        BPR: ``s + b_i``) and to the scores: the popularity term that cosine similarity cannot
+        carry in an item's norm.
     l2: weight of the L2 penalty on the ego embeddings of the batch.
     edge_dropout: probability of dropping a training pair from the graph at each step
         (the graph is renormalised); 0 = off.
@@ -198,6 +201,7 @@ class GraphConfig(ModelConfig):
     temperature: float = 1.0
     similarity: str = "dot"
     ego_norm: bool = False
+    item_bias: bool = False
     l2: float = 1e-4
     edge_dropout: float = 0.0
     user_balance: bool = False
@@ -243,6 +247,7 @@ class GraphRecommender(Recommender):
         self.num_nodes = train.n_users + train.n_items
         self.embedding = nn.Embedding(self.num_nodes, config.dim)
         nn.init.normal_(self.embedding.weight, std=config.init_std)
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if config.item_bias else None
         users, items = training_pairs(train)
         self._pair_users = torch.as_tensor(users)
         self._pair_items = torch.as_tensor(items)
@@ -380,6 +385,8 @@ class GraphRecommender(Recommender):
         pu, qi, qj = out[:b], out[b : 2 * b], out[2 * b :].view(b, n, -1)
         pos = (pu * qi).sum(-1)
         neg = torch.einsum("bd,bnd->bn", pu, qj)
+        if self.item_bias is not None:
+            pos, neg = pos + self.item_bias[i], neg + self.item_bias[j]
         # L2 on the ego embeddings of the batch: 0.5 (|e_u|^2 + |e_i|^2 + mean_j |e_j|^2) / B
         reg = 0.5 * (ego[: 2 * b].pow(2).sum() + ego[2 * b :].pow(2).sum() / n) / b
         if self.config.user_balance:
@@ -403,10 +410,14 @@ class GraphRecommender(Recommender):
                                            cand + self.n_users]))
         pu, qi, qc = out[:r] / cfg.temperature, out[r : r + b], out[r + b :]
         logits = pu @ qc.T  # [R, M]: each user of the batch against the shared candidates
+        if self.item_bias is not None:
+            logits = logits + self.item_bias[cand]
         logits.index_put_((batch.mask_rows, batch.mask_cols),
                           torch.tensor(float("-inf"), device=logits.device))
         neg_lse = torch.logsumexp(logits, dim=1)[batch.pair_rows]  # [B]
         pos = (pu[batch.pair_rows] * qi).sum(-1)  # [B]
+        if self.item_bias is not None:
+            pos = pos + self.item_bias[batch.items]
         # cross-entropy of each positive against its user's candidates (positives masked)
         loss = self._mean(torch.logaddexp(pos, neg_lse) - pos, batch.users)
         ego_u = ego[:r][batch.pair_rows]
@@ -464,7 +475,11 @@ class GraphRecommender(Recommender):
 
     def score(self, users: Tensor, history: Dataset) -> Tensor:
         user_out, item_out = self.final_embeddings()
-        return user_out[users] @ item_out.T
+        scores = user_out[users] @ item_out.T
+        if self.item_bias is not None:  # the training logit, times the temperature (softmax)
+            scale = self.config.temperature if self.config.loss == "softmax" else 1.0
+            scores = scores + scale * self.item_bias.detach()
+        return scores
 
 
 def _check_config(cfg: GraphConfig) -> None:

@@ -43,6 +43,7 @@ class LightGCNConfig(GraphConfig):
     l2: float = 0.0
     user_balance: bool = True
     init: str = "svd"
+    item_bias: bool = True
 
 
 class LightGCN(GraphRecommender):
