@@ -196,8 +196,9 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         else:
             settings = (f"dim {cfg['dim']}, {cfg['n_layers']} layers, {cfg['loss']} "
                         f"({cfg['n_negatives']} shared neg, {cfg['similarity']}, "
-                        f"tau {cfg['temperature']:g}), batch {tc['batch_size']}, "
-                        f"lr {tc['lr']:g} {tc['schedule']}")
+                        f"tau {cfg['temperature']:g}"
+                        f"{', item bias' if cfg.get('item_bias') else ''}), "
+                        f"batch {tc['batch_size']}, lr {tc['lr']:g} {tc['schedule']}")
         paper = PAPER.get(name)
         target = TARGETS.get(name)
         met = ""

@@ -12,7 +12,8 @@ Rows:
   (``/work/main/.peer-venv``, see ``../shared/peers/README.md``) with the paper's settings
   (embedding 64, 3 layers, batch 2,048, Adam lr 1e-3, ``reg_weight=1e-4, require_pow=True``);
 * StreamRec ``lightgcn`` with the same paper recipe (``loss=bpr n_negatives=1 similarity=dot
-  l2=1e-4``, batch 2,048, lr 1e-3): the same algorithm, so this row compares implementations;
+  l2=1e-4 user_balance=false init=normal item_bias=false``, batch 2,048, lr 1e-3): the same
+  algorithm, so this row compares implementations;
 * StreamRec ``lightgcn`` with its defaults (the CPU recipe), for the same number of epochs.
 
 RecBole's LightGCN costs about 185 s per epoch here (3 min x 1,000 epochs = 51 h for the
@@ -45,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEER = ROOT.parent / "shared" / "peers" / "recbole_peer.py"
 PAPER_RECIPE = ["loss=bpr", "n_negatives=1", "similarity=dot", "temperature=1", "l2=1e-4",
+                "user_balance=false", "init=normal", "item_bias=false",
                 "batch_size=2048", "lr=1e-3"]
 #: RecBole's figures measured by the peers README (2 epochs, same settings).
 README_RECBOLE = {"epochs": 2, "seconds_per_epoch": 185.0, "recall@20": 0.0922,
