@@ -307,7 +307,10 @@ def test_score_cache_is_invalidated_when_weights_change():
     with torch.no_grad():
         model.embedding.weight.mul_(2.0)  # an in-place update, like an optimizer step
     torch.testing.assert_close(model.score(users, ds), 4 * first)
-    model.load_state_dict({"embedding.weight": torch.randn(35, 8), "item_bias": torch.zeros(15)})
+    with torch.no_grad():
+        model.item_bias.fill_(1.0)
+    model.load_state_dict({"embedding.weight": torch.randn(35, 8)})  # no bias: loads as zero
+    assert torch.equal(model.item_bias.detach(), torch.zeros(15))
     assert not torch.allclose(model.score(users, ds), 4 * first)
 
 

@@ -425,6 +425,13 @@ class GraphRecommender(Recommender):
                      + ego[r + b :].pow(2).sum(1).mean())
         return loss + cfg.l2 * reg
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As torch's; a run saved before ``item_bias`` existed loads with a zero bias, which
+        is exactly the model it was."""
+        if self.item_bias is not None and "item_bias" not in state_dict:
+            state_dict = {**state_dict, "item_bias": torch.zeros_like(self.item_bias)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ------------------------------------------------------------------ scoring
     def _weights_key(self) -> tuple:
         # In-place updates (optimizer steps, load_state_dict) bump a tensor's version counter.
