@@ -97,6 +97,33 @@ class CNNTextConfig(ContentConfig):
     profile_items: int = 16  # profile objective: history items drawn for each user's profile
 
 
+def lsa_token_vectors(docs: list[str], vocab: Vocabulary, dim: int) -> np.ndarray | None:
+    """Token vectors [len(vocab), dim] from a truncated SVD of the TF-IDF matrix of ``docs``.
+
+    The term side of latent semantic analysis: with ``X ~ U S V^T`` over the documents, token
+    ``t`` starts at ``V[t] * S`` (rescaled to unit spread, like ``nn.Embedding``'s N(0, 1)), so
+    tokens that occur in the same items start close; padding is zero. ``None`` when the texts
+    are too few or too poor for a single component. Callers pass training texts only.
+    """
+    from sklearn.decomposition import TruncatedSVD
+
+    from streamrec.models.tfidf_svd import term_counts, tfidf
+
+    counts = term_counts(docs, vocab)
+    n, n_vocab = counts.shape[0], len(vocab)
+    df = np.bincount(counts.indices, minlength=n_vocab)
+    x = tfidf(counts, np.log((1.0 + n) / (1.0 + df)) + 1.0)
+    k = min(dim, n_vocab - 3, n - 1)
+    if k < 1:
+        return None
+    svd = TruncatedSVD(n_components=k, n_iter=7, random_state=0).fit(x)
+    vecs = np.zeros((n_vocab, dim), dtype=np.float32)
+    vecs[:, :k] = (svd.components_ * svd.singular_values_[:, None]).T
+    vecs /= max(float(vecs[2:].std()), 1e-12)
+    vecs[PAD_ID] = 0.0
+    return vecs
+
+
 class TextCNN(nn.Module):
     """The encoder: token ids [B, L] -> embeddings [B, dim] (see the module docstring)."""
 
@@ -241,32 +268,12 @@ class CNNText(ContentRecommender):
             self._profiles = (indptr, seq, users, train.csr())
 
     def _init_tokens_from_svd(self, docs: list[str]) -> None:
-        """Token vectors from a truncated SVD of the training items' TF-IDF matrix.
-
-        The term side of latent semantic analysis: with ``X ~ U S V^T`` over the training
-        items, token ``t`` starts at ``V[t] * S`` (rescaled to the default init's spread), so
-        tokens that occur in the same items start close. Built from training texts only.
-        """
-        from sklearn.decomposition import TruncatedSVD
-
-        from streamrec.models.tfidf_svd import term_counts, tfidf
-
-        counts = term_counts(docs, self.vocab)
-        n = counts.shape[0]
-        df = np.bincount(counts.indices, minlength=len(self.vocab))
-        idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-        x = tfidf(counts, idf)
-        dim = self.encoder.token_emb.embedding_dim
-        k = min(dim, len(self.vocab) - 3, n - 1)
-        if k < 1:
-            return
-        svd = TruncatedSVD(n_components=k, n_iter=7, random_state=0).fit(x)
-        vecs = np.zeros((len(self.vocab), dim), dtype=np.float32)
-        vecs[:, :k] = (svd.components_ * svd.singular_values_[:, None]).T
-        vecs /= max(float(vecs[2:].std()), 1e-12)  # unit spread, like nn.Embedding's N(0, 1)
-        vecs[PAD_ID] = 0.0
-        with torch.no_grad():
-            self.encoder.token_emb.weight.copy_(torch.as_tensor(vecs))
+        """Token vectors from latent semantic analysis of the training texts
+        (:func:`lsa_token_vectors`)."""
+        vecs = lsa_token_vectors(docs, self.vocab, self.encoder.token_emb.embedding_dim)
+        if vecs is not None:
+            with torch.no_grad():
+                self.encoder.token_emb.weight.copy_(torch.as_tensor(vecs))
 
     def _encode_items(self) -> torch.Tensor:
         return torch.as_tensor(self.vocab.encode_batch(self.texts, self.config.max_len))

@@ -402,32 +402,14 @@ class TwoTower(Recommender):
             self.register_buffer("tok_types", types_.long(), persistent=False)
 
     def _init_cnn_tokens(self, docs: list[str]) -> None:
-        """Token vectors from latent semantic analysis of the training texts (as ``cnn-text``).
-
-        With the TF-IDF matrix of the training items ``X ~ U S V^T`` (truncated SVD), token
-        ``t`` starts at ``V[t] * S`` rescaled to unit spread, so tokens that occur in the same
-        items start close. Built from training texts only.
-        """
-        from sklearn.decomposition import TruncatedSVD
-
-        from streamrec.models.tfidf_svd import term_counts, tfidf
+        """Token vectors from latent semantic analysis of the training texts (as ``cnn-text``)."""
+        from streamrec.models.cnn_text import lsa_token_vectors
 
         assert self.vocab is not None
-        counts = term_counts(docs, self.vocab)
-        n, n_vocab = counts.shape[0], len(self.vocab)
-        df = np.bincount(counts.indices, minlength=n_vocab)
-        x = tfidf(counts, np.log((1.0 + n) / (1.0 + df)) + 1.0)
-        dim = self.text_cnn.token_emb.embedding_dim
-        k = min(dim, n_vocab - 3, n - 1)
-        if k < 1:
-            return
-        svd = TruncatedSVD(n_components=k, n_iter=7, random_state=0).fit(x)
-        vecs = np.zeros((n_vocab, dim), dtype=np.float32)
-        vecs[:, :k] = (svd.components_ * svd.singular_values_[:, None]).T
-        vecs /= max(float(vecs[2:].std()), 1e-12)
-        vecs[PAD_ID] = 0.0
-        with torch.no_grad():
-            self.text_cnn.token_emb.weight.copy_(torch.as_tensor(vecs))
+        vecs = lsa_token_vectors(docs, self.vocab, self.text_cnn.token_emb.embedding_dim)
+        if vecs is not None:
+            with torch.no_grad():
+                self.text_cnn.token_emb.weight.copy_(torch.as_tensor(vecs))
 
     def _cnn_tokens(self) -> torch.Tensor:
         assert self.vocab is not None
