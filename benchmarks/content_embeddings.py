@@ -25,11 +25,14 @@ interactions are validation (unused here). Models learn only from the training v
 vocabulary, IDF and SVD basis come from the training items' text, the CNN's category labels
 from training items, its co-engaged pairs from training users' histories.
 
-Models: ``tfidf-svd`` (128-d), ``cnn-text`` trained on categories (``category``), on
-categories + co-engagement InfoNCE (``both``; world and amazon) and on categories + the profile
-objective (``category+profile``, with 1-3-gram filters and max+mean pooling; world and amazon),
-``minilm`` (frozen, 384-d). The CNN trains a fixed number of epochs (no model selection on any
-held-out data).
+Models: ``tfidf-svd`` (128-d; also ``tfidf-svd:catalogue``, fitted on every item's text),
+``cnn-text`` trained on categories (``category``), on categories + co-engagement InfoNCE
+(``both``; world and amazon), on categories + the profile objective (``category+profile``,
+with 1-3-gram filters and max+mean pooling; world and amazon), on categories + two-view
+InfoNCE (``category+views``, 1-3-gram filters, mean pooling, token dropout 0.5; every dataset)
+and on all three (``category+views+profile``; world and amazon), ``minilm`` (frozen, 384-d).
+The CNN trains a fixed number of epochs (no model selection on any held-out data); the recipes
+are ``PROFILE_RECIPE``, ``VIEWS_RECIPE`` and ``VIEWS_PROFILE_RECIPE`` below.
 
 Measures
 --------
@@ -42,6 +45,9 @@ Measures
   normalised embeddings of the user's train + validation items; cosine scores) on the test
   part (only cold items), Recall@20 / NDCG@20, train + validation items masked, with two
   candidate sets: the full catalogue, and the cold items only. Popularity is the baseline.
+  Also the cold share: the mean share of cold items in the test users' full-catalogue top 20
+  (how much a model favours cold items over warm ones, which the full-catalogue measure
+  rewards since every test item is cold).
 * Time: training seconds per 1,000 training items and embedding seconds per 1,000 items
   (all items, eval mode, after the model is fitted); wall clock on this machine.
 
@@ -123,12 +129,29 @@ CNN_TRAIN = {"epochs": 15, "batch_size": 64, "lr": 3e-3}
 PROFILE_RECIPE = {"widths": (1, 2, 3), "n_filters": 128, "pooling": "max+mean",
                   "contrastive_weight": 2.0, "profile_items": 64, "token_dropout": 0.2}
 PROFILE_EPOCHS = 8
+#: the views recipe (category + views): unigram-to-trigram filters with mean pooling, half of
+#: the tokens dropped in each view, light feature dropout, the category term at weight 2 and the
+#: views term at 3, and 40 epochs of 256-item batches (more in-batch negatives per view)
+VIEWS_RECIPE = {"widths": (1, 2, 3), "n_filters": 128, "pooling": "mean", "token_dropout": 0.5,
+                "dropout": 0.1, "category_weight": 2.0, "views_weight": 3.0}
+VIEWS_TRAIN = {"epochs": 40, "batch_size": 256, "lr": 3e-3}
+#: views + profile: the views recipe plus the profile term (64-item profiles, weight 1), the
+#: category term at 0.3, and the profile schedule (8 epochs of one pass over the users)
+VIEWS_PROFILE_RECIPE = {**VIEWS_RECIPE, "category_weight": 0.3, "contrastive_weight": 1.0,
+                        "profile_items": 64}
 
 
-def cnn_epochs(objective: str, quick: bool) -> int:
-    if quick:
-        return 2
-    return PROFILE_EPOCHS if "profile" in objective else CNN_TRAIN["epochs"]
+def cnn_recipe(objective: str, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model options, training options) of the benchmark's CNN for ``objective``."""
+    if "views" in objective and "profile" in objective:
+        model, train = VIEWS_PROFILE_RECIPE, {**CNN_TRAIN, "epochs": PROFILE_EPOCHS}
+    elif "views" in objective:
+        model, train = VIEWS_RECIPE, VIEWS_TRAIN
+    elif "profile" in objective:
+        model, train = PROFILE_RECIPE, {**CNN_TRAIN, "epochs": PROFILE_EPOCHS}
+    else:
+        model, train = {}, CNN_TRAIN
+    return dict(model), {**train, "epochs": 2} if quick else dict(train)
 
 
 # =========================================================================== data
@@ -295,8 +318,9 @@ def fit_model(kind: str, bench: Bench, quick: bool) -> tuple[ContentRecommender,
     if kind == "true-latents":
         assert bench.truth_latent is not None
         model: ContentRecommender = TrueLatents(train, bench.truth_latent)
-    elif kind == "tfidf-svd":
-        model = TfidfSVD(TfidfSVDConfig(), train)
+    elif kind in ("tfidf-svd", "tfidf-svd:catalogue"):
+        fit_on = "catalogue" if kind.endswith("catalogue") else "train"
+        model = TfidfSVD(TfidfSVDConfig(fit_on=fit_on), train)
         model.fit(train)
     elif kind == "minilm":
         model = MiniLM(MiniLMConfig(), train)
@@ -304,15 +328,9 @@ def fit_model(kind: str, bench: Bench, quick: bool) -> tuple[ContentRecommender,
     else:  # "cnn:OBJECTIVE" or "cnn-random:OBJECTIVE" (random token init)
         family, objective = kind.split(":")
         init = "random" if family == "cnn-random" else "svd"
-        recipe = PROFILE_RECIPE if "profile" in objective else {}
+        recipe, schedule = cnn_recipe(objective, quick)
         model = CNNText(CNNTextConfig(objective=objective, token_init=init, **recipe), train)
-        cfg = TrainConfig(
-            epochs=cnn_epochs(objective, quick),
-            batch_size=CNN_TRAIN["batch_size"],
-            lr=CNN_TRAIN["lr"],
-            progress=False,
-            patience=0,
-        )
+        cfg = TrainConfig(**schedule, progress=False, patience=0)
         Trainer(model, train, cfg, None, console=Console(quiet=True)).fit()
     seconds = time.perf_counter() - t0
     model.eval()
@@ -360,6 +378,28 @@ class ColdOnly:
         return s.masked_fill(~self.keep.to(s.device)[None, :], float("-inf"))
 
 
+@torch.no_grad()
+def cold_share(bench: Bench, model: Any, k: int = 20, chunk: int = 1024) -> float:
+    """Mean share of cold items in the test users' full-catalogue top-``k`` (history masked):
+    how strongly a model favours cold items over warm ones, whatever the users did."""
+    assert bench.split is not None
+    history = bench.split.history(bench.ds, "test")
+    users = np.unique(bench.split.part(bench.ds, "test").user)
+    csr = history.csr()
+    cold = torch.zeros(bench.ds.n_items, dtype=torch.bool)
+    cold[torch.as_tensor(bench.split.cold_items)] = True
+    shares = []
+    for s in range(0, len(users), chunk):
+        u = users[s : s + chunk]
+        scores = model.score(torch.as_tensor(u, device=model.device), history).float().cpu()
+        rows = csr[u]
+        r = np.repeat(np.arange(len(u)), np.diff(rows.indptr))
+        scores[torch.as_tensor(r), torch.as_tensor(rows.indices)] = float("-inf")
+        top = scores.topk(k, dim=1).indices
+        shares.append(cold[top].float().mean(dim=1))
+    return float(torch.cat(shares).mean())
+
+
 def cold_start(bench: Bench, model: Any) -> dict[str, float]:
     assert bench.split is not None
     out = {}
@@ -368,6 +408,7 @@ def cold_start(bench: Bench, model: Any) -> dict[str, float]:
         out[f"recall@20_{cands}"] = res["metrics"]["recall@20"]
         out[f"ndcg@20_{cands}"] = res["metrics"]["ndcg@20"]
         out["users_evaluated"] = res["protocol"]["users_evaluated"]
+    out["cold_share@20_all"] = cold_share(bench, model)
     return out
 
 
@@ -375,21 +416,21 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
     rows: dict[str, Any] = {}
     n_train = len(np.unique(bench.train.item)) if bench.train.n_interactions else bench.ds.n_items
     for kind in kinds:
-        if kind.endswith((":both", "profile")) and bench.split is None:
+        if ("both" in kind or "profile" in kind) and bench.split is None:
             continue  # no interactions, no co-engagement or profiles
         if kind.startswith(("cnn-random", "true-latents")) and bench.truth_latent is None:
             continue  # the initialisation ablation and the latent reference: world only
         model, train_s = fit_model(kind, bench, quick)
         model.invalidate_cache()
         t0 = time.perf_counter()
-        if kind in ("tfidf-svd", "minilm"):  # their fit already embedded: time a re-embedding
+        if kind.startswith(("tfidf-svd", "minilm")):  # fit already embedded: time a re-embedding
             with torch.no_grad():
                 model.embed_texts(model.texts)
         emb = item_embedding_matrix(model)
         embed_s = time.perf_counter() - t0
         row: dict[str, Any] = {
             "dim": int(emb.shape[1]),
-            "epochs": cnn_epochs(kind, quick) if isinstance(model, CNNText) else None,
+            "epochs": cnn_recipe(kind, quick)[1]["epochs"] if isinstance(model, CNNText) else None,
             "train_seconds": train_s,
             "train_s_per_1k_items": 1000 * train_s / n_train if kind != "minilm" else 0.0,
             "fit_seconds": train_s,
@@ -401,7 +442,7 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
             row["vocab_size"] = len(model.vocab)
             row["category_acc_heldout"] = model.category_accuracy(bench.held_labelled)
             row["category_acc_train"] = model.category_accuracy(model.train_items)
-        elif kind == "tfidf-svd":
+        elif kind.startswith("tfidf-svd"):
             row["vocab_size"] = len(model.vocab)
         if bench.split is not None:
             row.update(cold_start(bench, model))
@@ -449,14 +490,23 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
 # =========================================================================== report
 NAMES = {
     "tfidf-svd": "TF-IDF+SVD",
+    "tfidf-svd:catalogue": "TF-IDF+SVD (fit on the catalogue's text)",
     "cnn-random:category": "CNN (category, random token init)",
     "cnn:category": "CNN (category)",
     "cnn:both": "CNN (category+co-engagement)",
     "cnn:category+profile": "CNN (category+profile)",
+    "cnn:category+views": "CNN (category+views)",
+    "cnn:category+views+profile": "CNN (category+views+profile)",
     "minilm": "MiniLM (frozen)",
     "true-latents": "true item latents (reference)",
     "pop": "popularity",
 }
+
+
+def _rows(res: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A dataset's model rows in the order of ``NAMES`` (rows added later slot in place)."""
+    order = list(NAMES)
+    return sorted(res["models"].items(), key=lambda kv: order.index(kv[0]))
 
 
 def _f(v: Any, spec: str = ".3f") -> str:
@@ -473,7 +523,7 @@ def tables(results: dict[str, Any]) -> str:
     ]
     for res in results.values():
         pr, ref = res["protocol"], res["reference"]
-        for kind, row in res["models"].items():
+        for kind, row in _rows(res):
             if kind == "pop":
                 continue
             ov = (
@@ -501,19 +551,23 @@ def tables(results: dict[str, Any]) -> str:
         "### Cold start (test = interactions with the 20% cold items; K = 20)",
         "",
         "| dataset | text | model | Recall@20 all items | NDCG@20 all items | "
-        "Recall@20 cold items only | NDCG@20 cold items only |",
-        "|---|---|---|---|---|---|---|",
+        "Recall@20 cold items only | NDCG@20 cold items only | cold share of top-20 "
+        "(all items) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for res in results.values():
         pr = res["protocol"]
         if pr["cold_start"] is None:
             continue
-        for kind, row in res["models"].items():
+        for kind, row in _rows(res):
             out.append(
                 f"| {pr['dataset']} | {pr['text']} | {NAMES[kind]} | "
                 f"{_f(row['recall@20_all'], '.4f')} | {_f(row['ndcg@20_all'], '.4f')} | "
-                f"{_f(row['recall@20_cold'], '.4f')} | {_f(row['ndcg@20_cold'], '.4f')} |"
+                f"{_f(row['recall@20_cold'], '.4f')} | {_f(row['ndcg@20_cold'], '.4f')} | "
+                f"{_f(row.get('cold_share@20_all'), '.2f')} |"
             )
+        out.append(f"| {pr['dataset']} | | *cold items: {pr['held_out_items']} of "
+                   f"{pr['items']}* | | | | | |")
     out += [
         "",
         "### Time (wall clock, this machine)",
@@ -523,7 +577,7 @@ def tables(results: dict[str, Any]) -> str:
     ]
     for res in results.values():
         pr = res["protocol"]
-        for kind, row in res["models"].items():
+        for kind, row in _rows(res):
             if kind in ("pop", "true-latents"):
                 continue
             out.append(
@@ -541,7 +595,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(results)
-    kinds = ["tfidf-svd", "cnn:category", "cnn:both", "cnn:category+profile", "minilm"]
+    kinds = ["tfidf-svd", "cnn:category", "cnn:category+profile", "cnn:category+views", "minilm"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     width = 0.16
     for ax, key, title in (
@@ -577,8 +631,8 @@ def main() -> None:
     ap.add_argument("--datasets", default=",".join(BENCHES), help=f"subset of {list(BENCHES)}")
     ap.add_argument(
         "--models",
-        default="tfidf-svd,cnn-random:category,cnn:category,cnn:both,cnn:category+profile,"
-        "minilm,true-latents",
+        default="tfidf-svd,tfidf-svd:catalogue,cnn-random:category,cnn:category,cnn:both,"
+        "cnn:category+profile,cnn:category+views,cnn:category+views+profile,minilm,true-latents",
     )
     ap.add_argument("--quick", action="store_true", help="2 CNN epochs (a smoke test)")
     ap.add_argument("--fresh", action="store_true", help="ignore cached per-dataset results")
@@ -627,6 +681,8 @@ def main() -> None:
             "neighbours": f"top-{K} by cosine among all items, query excluded",
             "cnn": {**CNNTextConfig().to_dict(), **CNN_TRAIN},
             "cnn_profile": {**PROFILE_RECIPE, "epochs": PROFILE_EPOCHS},
+            "cnn_views": {**VIEWS_RECIPE, **VIEWS_TRAIN},
+            "cnn_views_profile": {**VIEWS_PROFILE_RECIPE, "epochs": PROFILE_EPOCHS},
             "tfidf_svd": TfidfSVDConfig().to_dict(),
             "minilm": MiniLMConfig().to_dict(),
             "torch_threads": torch.get_num_threads(),

@@ -24,7 +24,7 @@ from streamrec.embeddings import (
 )
 from streamrec.eval.evaluator import evaluate_ranking
 from streamrec.models import get_model_class
-from streamrec.models.cnn_text import CNNText, CNNTextConfig, TextCNN
+from streamrec.models.cnn_text import CNNText, CNNTextConfig, TextCNN, objective_terms
 from streamrec.models.content import profile_weights, training_items
 from streamrec.models.pop import PopConfig, Popularity
 from streamrec.models.tfidf_svd import TfidfSVD, TfidfSVDConfig
@@ -221,6 +221,78 @@ def test_profile_objective_batches_and_loss_match_a_loop(cold):
     assert last < 0.9 * first
 
 
+def test_objective_terms_combine_with_plus():
+    assert objective_terms("both") == {"category", "contrastive"}
+    assert objective_terms("category+views+profile") == {"category", "views", "profile"}
+    for bad in ("nope", "category+", "category+nope"):
+        with pytest.raises(ValueError, match="objective"):
+            objective_terms(bad)
+
+
+def test_views_objective_loss_matches_a_loop(cold):
+    _, train = cold
+    torch.manual_seed(0)
+    cfg = CNNTextConfig(**SMALL_CNN, objective="category+views", category_weight=0.5,
+                        views_weight=2.0, token_dropout=0.3)
+    model = CNNText(cfg, train)
+    b = next(model.batches(train, 16, np.random.default_rng(0)))
+    assert set(b) == {"items", "labels"}
+    t = {k: torch.as_tensor(v) for k, v in b.items()}
+    t["items"][1] = t["items"][0]  # a duplicate in the batch is not a negative of its copy
+    torch.manual_seed(5)
+    loss = model.loss(t)
+    # the same random draws, in the same order: category pass, then the two views
+    torch.manual_seed(5)
+    cat = F.cross_entropy(model.category_logits(t["items"]), t["labels"])
+    za = F.normalize(model.encoder(model.item_tokens[t["items"]]), dim=1)
+    zb = F.normalize(model.encoder(model.item_tokens[t["items"]]), dim=1)
+    assert not torch.allclose(za, zb)  # two different views
+    items = t["items"].tolist()
+    terms = []
+    for x, y in ((za, zb), (zb, za)):
+        for i in range(len(items)):
+            logits = x[i] @ y.T / cfg.temperature
+            for j in range(len(items)):
+                if j != i and items[j] == items[i]:
+                    logits[j] = float("-inf")
+            terms.append(-torch.log_softmax(logits, 0)[i] / len(items) / 2)
+    torch.testing.assert_close(loss, 0.5 * cat + 2.0 * torch.stack(terms).sum())
+    # views alone need no categories but do need some dropout
+    CNNText(CNNTextConfig(**SMALL_CNN, objective="views"), train)
+    with pytest.raises(ValueError, match="dropout"):
+        CNNText(CNNTextConfig(**{**SMALL_CNN, "dropout": 0.0}, objective="views"), train)
+
+
+def test_views_training_teaches_the_encoder_to_tell_items_apart(cold):
+    """After views training, a text with half of its tokens dropped still finds its own
+    item among the training items more often than the same encoder did before training."""
+    _, train = cold
+    torch.manual_seed(0)
+    cfg = CNNTextConfig(**SMALL_CNN, objective="views", token_dropout=0.3, pooling="mean",
+                        widths=(1, 2))
+    model = CNNText(cfg, train)
+    items = torch.as_tensor(model.train_items)
+    tokens = model.item_tokens[items]
+    gen = torch.Generator().manual_seed(1)
+    drop = (torch.rand(tokens.shape, generator=gen) < 0.5) & (tokens != PAD_ID)
+    corrupted = tokens.masked_fill(drop, UNK_ID)
+
+    def self_retrieval() -> float:
+        model.eval()
+        with torch.no_grad():
+            clean = F.normalize(model.encoder(tokens), dim=1)
+            noisy = F.normalize(model.encoder(corrupted), dim=1)
+        return float(((noisy @ clean.T).argmax(1) == torch.arange(len(items))).float().mean())
+
+    before = self_retrieval()
+    result = Trainer(model, train, TrainConfig(epochs=6, batch_size=64, lr=3e-3,
+                                               progress=False), None, console=QUIET).fit()
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    after = self_retrieval()
+    assert after > before + 0.15 and after > 0.65, (before, after)
+
+
 def test_pairs_per_epoch_token_dropout_and_frozen_tokens(cold):
     _, train = cold
     torch.manual_seed(0)
@@ -379,6 +451,15 @@ def test_vocabulary_idf_and_labels_come_from_training_items_only(tiny, cold):
     # a catalogue without interactions counts every item as a training item
     empty = tiny.subset(np.zeros(tiny.n_interactions, dtype=bool))
     assert len(training_items(empty)) == tiny.n_items
+    # fit_on="catalogue": the whole catalogue's text (still no interaction) fits the basis
+    cat = TfidfSVD(TfidfSVDConfig(dim=8, fit_on="catalogue"), train)
+    cat.fit(train)
+    assert "zzcoldword" in cat.vocab
+    n = tiny.n_items  # idf over every item: the word occurs in the cold items only
+    idf = np.log((1 + n) / (1 + len(split.cold_items))) + 1
+    assert cat.idf[cat.vocab.encode("zzcoldword")[0]].item() == pytest.approx(idf, rel=1e-6)
+    with pytest.raises(ValueError, match="fit_on"):
+        TfidfSVD(TfidfSVDConfig(fit_on="test"), train)
 
 
 # ------------------------------------------------------------------ runs, export, similar

@@ -38,10 +38,19 @@ Training objectives (``objective``), through the one training loop:
   the loss is the cross-entropy of the target among every item encoded in the batch (the
   targets and the profile items of all its users; the user's other training items masked),
   on cosine / ``temperature``. It teaches the encoder which words make users come back;
-* ``"both"``: category cross-entropy + ``contrastive_weight`` x InfoNCE; ``"category+profile"``:
-  category cross-entropy + ``contrastive_weight`` x the profile loss.
+* ``"views"`` (self-supervised, SimCSE-style): each batch item is encoded twice, with
+  independent token dropout and feature dropout, and InfoNCE asks every view to find its twin
+  among the other items' views (in-batch negatives, symmetric, ``temperature``). Two items
+  are pushed apart unless their texts share what survives the dropout: the encoder has to keep
+  the words that tell items apart (a series' signature words, the rarer topic words), which
+  the category objective teaches it to discard. Needs ``token_dropout`` or ``dropout`` > 0;
+* terms combine with ``+`` (``"category+views"``, ``"category+profile"``,
+  ``"category+views+profile"``; ``"both"`` is ``"category+contrastive"``), the loss being
+  ``category_weight`` x category + ``contrastive_weight`` x (InfoNCE or profile loss) +
+  ``views_weight`` x views.
 
-Each epoch visits the training items once in a random order (``batch_size`` items per batch);
+Each epoch visits the training items once in a random order (``batch_size`` items per batch,
+for the category and views terms);
 ``contrastive`` / ``both`` batches also hold ``batch_size`` pairs, drawn with the epoch's rng.
 With ``pairs_per_epoch`` an epoch holds that many pairs instead (the items cycle with them):
 a catalogue has far fewer items than co-engaged pairs to learn from. With ``profile`` an epoch
@@ -67,7 +76,10 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.text import PAD_ID, Vocabulary
 
-OBJECTIVES = ("category", "contrastive", "both", "profile", "category+profile")
+#: the terms an objective is made of ("+"-joined), and the named combinations
+OBJECTIVE_TERMS = ("category", "contrastive", "profile", "views")
+OBJECTIVES = ("category", "contrastive", "both", "profile", "category+profile", "views",
+              "category+views", "category+views+profile")
 POOLINGS = ("max", "mean", "max+mean")
 
 
@@ -88,13 +100,29 @@ class CNNTextConfig(ContentConfig):
     max_len: int = 64  # tokens per text (title + description), truncated / padded
     min_count: int = 2  # vocabulary: tokens seen at least this often in training items' text
     max_vocab: int | None = 20_000
-    objective: str = "category"  # category | contrastive | both
-    temperature: float = 0.1  # InfoNCE
-    contrastive_weight: float = 1.0  # weight of InfoNCE / profile loss next to the category's
+    objective: str = "category"  # terms category, contrastive, profile, views joined by "+"
+    temperature: float = 0.1  # InfoNCE, profile and views logits: cosine / temperature
+    category_weight: float = 1.0  # weight of the category cross-entropy
+    contrastive_weight: float = 1.0  # weight of InfoNCE / the profile loss
+    views_weight: float = 1.0  # weight of the views (two dropout views of one text) InfoNCE
     pair_window: int | None = 1  # co-engaged: within this many positions (None: anywhere)
     pairs_per_epoch: int | None = None  # co-engaged pairs per epoch (None: one per training item)
     profile_users: int = 128  # profile objective: users per batch
     profile_items: int = 16  # profile objective: history items drawn for each user's profile
+
+
+def objective_terms(objective: str) -> frozenset[str]:
+    """The terms of an objective: ``"category+views"`` -> {category, views}; ``"both"`` is
+    category + contrastive. Raises ``ValueError`` for an unknown or empty term."""
+    names = objective.split("+") if objective != "both" else ["category", "contrastive"]
+    terms = frozenset(t.strip() for t in names)
+    bad = sorted(t for t in terms if t not in OBJECTIVE_TERMS)
+    if bad or not terms:
+        raise ValueError(
+            f"cnn-text: unknown objective {objective!r}; combine {', '.join(OBJECTIVE_TERMS)} "
+            f"with '+' (e.g. {', '.join(OBJECTIVES[3:])})"
+        )
+    return terms
 
 
 def lsa_token_vectors(docs: list[str], vocab: Vocabulary, dim: int) -> np.ndarray | None:
@@ -196,19 +224,22 @@ class CNNText(ContentRecommender):
 
     def __init__(self, config: CNNTextConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        if config.objective not in OBJECTIVES:
-            raise ValueError(
-                f"cnn-text: unknown objective {config.objective!r}; choose {', '.join(OBJECTIVES)}"
-            )
+        terms = objective_terms(config.objective)
         widths = tuple(int(w) for w in config.widths)
         if not widths or min(widths) < 1:
             raise ValueError("cnn-text: widths must be positive integers")
         if config.max_len < max(widths):
             raise ValueError("cnn-text: max_len must be at least the largest width")
         self.dim = config.dim
-        self.uses_category = config.objective in ("category", "both", "category+profile")
-        self.uses_pairs = config.objective in ("contrastive", "both")
-        self.uses_profiles = config.objective in ("profile", "category+profile")
+        self.uses_category = "category" in terms
+        self.uses_pairs = "contrastive" in terms
+        self.uses_profiles = "profile" in terms
+        self.uses_views = "views" in terms
+        if self.uses_views and config.token_dropout == 0 and config.dropout == 0:
+            raise ValueError(
+                "cnn-text: the views objective needs token_dropout or dropout > 0 "
+                "(without noise the two views of a text are the same)"
+            )
         cats = self.categories(train)
         if self.uses_category and cats is None:
             raise ValueError(
@@ -284,7 +315,8 @@ class CNNText(ContentRecommender):
             return max(1, -(-len(self._profiles[2]) // self.config.profile_users))
         n = len(self.train_items)
         if self.uses_pairs and self.config.pairs_per_epoch is not None:
-            n = max(n if self.uses_category else 1, self.config.pairs_per_epoch)
+            per_item = self.uses_category or self.uses_views
+            n = max(n if per_item else 1, self.config.pairs_per_epoch)
         return max(1, -(-n // batch_size))
 
     def sample_profiles(self, users: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -346,9 +378,10 @@ class CNNText(ContentRecommender):
         for b in range(n_batches):
             items = order[b * batch_size : (b + 1) * batch_size]
             batch: dict[str, np.ndarray] = {}
+            if self.uses_category or self.uses_views:
+                batch["items"] = items
             if self.uses_category:
                 assert self.item_category is not None
-                batch["items"] = items
                 batch["labels"] = self.item_category[items]
             if self.uses_pairs:
                 batch["anchors"], batch["positives"] = self.sample_pairs(len(items), rng)
@@ -374,6 +407,11 @@ class CNNText(ContentRecommender):
         loss_p = F.cross_entropy(logits.T.masked_fill(dup_a, float("-inf")), target)
         return 0.5 * (loss_a + loss_p)
 
+    def views_loss(self, items: torch.Tensor) -> torch.Tensor:
+        """Symmetric in-batch InfoNCE between two dropout views of each item's text [B]: the
+        two encoder passes draw their token and feature dropout independently (train mode)."""
+        return self.info_nce(items, items)
+
     def profile_loss(
         self, candidates: torch.Tensor, target: torch.Tensor, context: torch.Tensor,
         mask: torch.Tensor,
@@ -386,16 +424,20 @@ class CNNText(ContentRecommender):
         return F.cross_entropy(logits, target)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        cfg = self.config
         total = torch.zeros((), device=self.item_tokens.device)
         if self.uses_category:
-            total = total + F.cross_entropy(self.category_logits(batch["items"]), batch["labels"])
-        w = 1.0 if not self.uses_category else self.config.contrastive_weight
+            cat = F.cross_entropy(self.category_logits(batch["items"]), batch["labels"])
+            total = total + cfg.category_weight * cat
         if self.uses_pairs:
-            total = total + w * self.info_nce(batch["anchors"], batch["positives"])
+            pairs = self.info_nce(batch["anchors"], batch["positives"])
+            total = total + cfg.contrastive_weight * pairs
         if self.uses_profiles:
-            total = total + w * self.profile_loss(
+            total = total + cfg.contrastive_weight * self.profile_loss(
                 batch["candidates"], batch["target"], batch["context"], batch["mask"]
             )
+        if self.uses_views:
+            total = total + cfg.views_weight * self.views_loss(batch["items"])
         return total
 
     # ------------------------------------------------------------------ embeddings

@@ -12,6 +12,13 @@ Closed form (``trainable = False``); :meth:`TfidfSVD.fit`
    rows, and embeds **every** item (cold ones included) as ``x_tfidf @ components.T``:
    [n_items, dim].
 
+``fit_on="catalogue"`` fits steps 1-3 on every item's text instead: no interaction is used
+either way (text is side information), but a basis fitted on the training items alone
+captures more of their own wording than of a cold item's, so cold items come out closer to the
+"average" text, nearer to every user profile, and are over-recommended against warm ones (on
+the synthetic world 65% of a user's top 20 are cold items, against 20% of the catalogue;
+``docs/content.md``). Fitting on the catalogue removes that asymmetry.
+
 The state (``idf`` [V], ``components`` [dim, V], the item ``embeddings`` [n_items, dim]) is saved
 as tensors and the vocabulary as ``extra/vocab.json``, so :meth:`TfidfSVD.embed_texts` embeds
 new texts exactly as at training time. Scoring is the content recommender of
@@ -30,6 +37,8 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.text import Vocabulary, tokenize
 
+FIT_ON = ("train", "catalogue")
+
 
 @dataclass
 class TfidfSVDConfig(ContentConfig):
@@ -41,6 +50,7 @@ class TfidfSVDConfig(ContentConfig):
     sublinear_tf: bool = True
     svd_iter: int = 7
     svd_seed: int = 0
+    fit_on: str = "train"  # whose texts fit the vocabulary, IDF and SVD: train | catalogue
 
 
 def term_counts(texts: list[str], vocab: Vocabulary) -> sp.csr_matrix:
@@ -81,6 +91,10 @@ class TfidfSVD(ContentRecommender):
         super().__init__(config, train)
         if config.dim < 1 or config.min_df < 1:
             raise ValueError("tfidf-svd: dim and min_df must be >= 1")
+        if config.fit_on not in FIT_ON:
+            raise ValueError(
+                f"tfidf-svd: fit_on must be one of {', '.join(FIT_ON)}, not {config.fit_on!r}"
+            )
         self.dim = config.dim
         self.vocab: Vocabulary | None = None
         self.register_buffer("embeddings", torch.zeros(train.n_items, config.dim))
@@ -96,7 +110,8 @@ class TfidfSVD(ContentRecommender):
         from sklearn.decomposition import TruncatedSVD
 
         cfg = self.config
-        docs = [self.texts[i] for i in self.train_items]
+        fit_items = self.train_items if cfg.fit_on == "train" else range(len(self.texts))
+        docs = [self.texts[i] for i in fit_items]
         max_size = cfg.max_features + 2 if cfg.max_features is not None else None
         self.vocab = Vocabulary.build(docs, cfg.min_df, max_size=max_size, counts="documents")
         n_terms = len(self.vocab)
