@@ -244,7 +244,7 @@ class CNNText(ContentRecommender):
         if self.uses_category and cats is None:
             raise ValueError(
                 "cnn-text: the category objective needs an item 'category' column; "
-                "use objective=contrastive for data without categories"
+                "use objective=views, profile or contrastive for data without categories"
             )
         self.item_category = cats
         self.n_categories = 0
