@@ -80,7 +80,7 @@ from streamrec.embeddings import (
     nearest_neighbours,
     neighbour_overlap,
 )
-from streamrec.eval.evaluator import evaluate_ranking
+from streamrec.eval.evaluator import evaluate_ranking, rank_users
 from streamrec.models.cnn_text import CNNText, CNNTextConfig
 from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.models.minilm import MiniLM, MiniLMConfig, load_encoder
@@ -378,26 +378,15 @@ class ColdOnly:
         return s.masked_fill(~self.keep.to(s.device)[None, :], float("-inf"))
 
 
-@torch.no_grad()
-def cold_share(bench: Bench, model: Any, k: int = 20, chunk: int = 1024) -> float:
+def cold_share(bench: Bench, model: Any, k: int = 20) -> float:
     """Mean share of cold items in the test users' full-catalogue top-``k`` (history masked):
     how strongly a model favours cold items over warm ones, whatever the users did."""
     assert bench.split is not None
-    history = bench.split.history(bench.ds, "test")
     users = np.unique(bench.split.part(bench.ds, "test").user)
-    csr = history.csr()
-    cold = torch.zeros(bench.ds.n_items, dtype=torch.bool)
-    cold[torch.as_tensor(bench.split.cold_items)] = True
-    shares = []
-    for s in range(0, len(users), chunk):
-        u = users[s : s + chunk]
-        scores = model.score(torch.as_tensor(u, device=model.device), history).float().cpu()
-        rows = csr[u]
-        r = np.repeat(np.arange(len(u)), np.diff(rows.indptr))
-        scores[torch.as_tensor(r), torch.as_tensor(rows.indices)] = float("-inf")
-        top = scores.topk(k, dim=1).indices
-        shares.append(cold[top].float().mean(dim=1))
-    return float(torch.cat(shares).mean())
+    top, _ = rank_users(model, users, bench.split.history(bench.ds, "test"), k)
+    cold = np.zeros(bench.ds.n_items + 1, dtype=bool)  # the last slot: -1, no candidate left
+    cold[bench.split.cold_items] = True
+    return float(cold[top].mean())
 
 
 def cold_start(bench: Bench, model: Any) -> dict[str, float]:

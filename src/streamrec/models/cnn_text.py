@@ -76,10 +76,8 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.text import PAD_ID, Vocabulary
 
-#: the terms an objective is made of ("+"-joined), and the named combinations
+#: the terms an objective is made of, joined by "+" ("both" = "category+contrastive")
 OBJECTIVE_TERMS = ("category", "contrastive", "profile", "views")
-OBJECTIVES = ("category", "contrastive", "both", "profile", "category+profile", "views",
-              "category+views", "category+views+profile")
 POOLINGS = ("max", "mean", "max+mean")
 
 
@@ -120,7 +118,7 @@ def objective_terms(objective: str) -> frozenset[str]:
     if bad or not terms:
         raise ValueError(
             f"cnn-text: unknown objective {objective!r}; combine {', '.join(OBJECTIVE_TERMS)} "
-            f"with '+' (e.g. {', '.join(OBJECTIVES[3:])})"
+            "with '+' (e.g. category+views, category+views+profile)"
         )
     return terms
 
@@ -135,12 +133,11 @@ def lsa_token_vectors(docs: list[str], vocab: Vocabulary, dim: int) -> np.ndarra
     """
     from sklearn.decomposition import TruncatedSVD
 
-    from streamrec.models.tfidf_svd import term_counts, tfidf
+    from streamrec.models.tfidf_svd import smoothed_idf, term_counts, tfidf
 
     counts = term_counts(docs, vocab)
     n, n_vocab = counts.shape[0], len(vocab)
-    df = np.bincount(counts.indices, minlength=n_vocab)
-    x = tfidf(counts, np.log((1.0 + n) / (1.0 + df)) + 1.0)
+    x = tfidf(counts, smoothed_idf(counts))
     k = min(dim, n_vocab - 3, n - 1)
     if k < 1:
         return None

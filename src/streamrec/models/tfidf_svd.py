@@ -69,6 +69,13 @@ def term_counts(texts: list[str], vocab: Vocabulary) -> sp.csr_matrix:
     return m
 
 
+def smoothed_idf(counts: sp.csr_matrix) -> np.ndarray:
+    """``ln((1 + n) / (1 + df)) + 1`` per term of a count matrix [n, V] (scikit-learn's
+    smoothed IDF), float64 [V]; ``df`` = the number of rows holding the term."""
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    return np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0
+
+
 def tfidf(counts: sp.csr_matrix, idf: np.ndarray, sublinear: bool = True) -> sp.csr_matrix:
     """L2-normalised TF-IDF rows of a count matrix [n, V] with the term weights ``idf`` [V]."""
     x = counts.astype(np.float64).tocsr(copy=True)
@@ -117,9 +124,8 @@ class TfidfSVD(ContentRecommender):
         n_terms = len(self.vocab)
         self._resize_state(n_terms)
         counts = term_counts(docs, self.vocab)
-        df = np.bincount(counts.indices, minlength=n_terms)
         n = len(docs)
-        idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        idf = smoothed_idf(counts)
         idf[:2] = 0.0  # <pad>, <unk>
         x_train = tfidf(counts, idf, cfg.sublinear_tf)
         k = min(self.dim, n_terms - 3, n - 1)  # ARPACK-free randomized SVD needs k < min(shape)
