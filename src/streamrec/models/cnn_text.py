@@ -39,7 +39,8 @@ Training objectives (``objective``), through the one training loop:
   targets and the profile items of all its users; the user's other training items masked),
   on cosine / ``temperature``. It teaches the encoder which words make users come back;
 * ``"views"`` (self-supervised, SimCSE-style): each batch item is encoded twice, with
-  independent token dropout and feature dropout, and InfoNCE asks every view to find its twin
+  independent token dropout and feature dropout (with ``category`` its pass there is one of the
+  two), and InfoNCE asks every view to find its twin
   among the other items' views (in-batch negatives, symmetric, ``temperature``). Two items
   are pushed apart unless their texts share what survives the dropout: the encoder has to keep
   the words that tell items apart (a series' signature words, the rarer topic words), which
@@ -390,9 +391,15 @@ class CNNText(ContentRecommender):
         """Category logits [B, n_categories] of catalogue items [B]."""
         return self.head(self.encoder(self.item_tokens[items]))
 
-    def info_nce(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-        """Symmetric in-batch InfoNCE of co-engaged item pairs [B], [B]."""
-        za = F.normalize(self.encoder(self.item_tokens[anchors]), dim=1)
+    def info_nce(
+        self, anchors: torch.Tensor, positives: torch.Tensor,
+        anchor_emb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Symmetric in-batch InfoNCE of item pairs [B], [B]; ``anchor_emb`` [B, dim]: the
+        anchors' embeddings when a caller has already encoded them (else encoded here)."""
+        if anchor_emb is None:
+            anchor_emb = self.encoder(self.item_tokens[anchors])
+        za = F.normalize(anchor_emb, dim=1)
         zp = F.normalize(self.encoder(self.item_tokens[positives]), dim=1)
         logits = za @ zp.T / self.config.temperature  # [B, B]
         eye = torch.eye(len(anchors), dtype=torch.bool, device=logits.device)
@@ -404,10 +411,11 @@ class CNNText(ContentRecommender):
         loss_p = F.cross_entropy(logits.T.masked_fill(dup_a, float("-inf")), target)
         return 0.5 * (loss_a + loss_p)
 
-    def views_loss(self, items: torch.Tensor) -> torch.Tensor:
-        """Symmetric in-batch InfoNCE between two dropout views of each item's text [B]: the
-        two encoder passes draw their token and feature dropout independently (train mode)."""
-        return self.info_nce(items, items)
+    def views_loss(self, items: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+        """Symmetric in-batch InfoNCE between two dropout views of each item's text [B]: two
+        encoder passes (train mode) with independent token and feature dropout. ``first``: the
+        items' embeddings from a pass already made (the category term's), used as one view."""
+        return self.info_nce(items, items, anchor_emb=first)
 
     def profile_loss(
         self, candidates: torch.Tensor, target: torch.Tensor, context: torch.Tensor,
@@ -423,8 +431,10 @@ class CNNText(ContentRecommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         cfg = self.config
         total = torch.zeros((), device=self.item_tokens.device)
+        emb = None  # the batch items' embeddings, shared by the category and views terms
         if self.uses_category:
-            cat = F.cross_entropy(self.category_logits(batch["items"]), batch["labels"])
+            emb = self.encoder(self.item_tokens[batch["items"]])
+            cat = F.cross_entropy(self.head(emb), batch["labels"])
             total = total + cfg.category_weight * cat
         if self.uses_pairs:
             pairs = self.info_nce(batch["anchors"], batch["positives"])
@@ -434,7 +444,7 @@ class CNNText(ContentRecommender):
                 batch["candidates"], batch["target"], batch["context"], batch["mask"]
             )
         if self.uses_views:
-            total = total + cfg.views_weight * self.views_loss(batch["items"])
+            total = total + cfg.views_weight * self.views_loss(batch["items"], emb)
         return total
 
     # ------------------------------------------------------------------ embeddings
