@@ -122,7 +122,7 @@ _BUILT: dict[tuple, tuple[Any, float]] = {}
 
 def measure(items: np.ndarray, queries: np.ndarray, exact: np.ndarray, p: dict) -> dict:
     """Build (or reuse: only efSearch / nprobe differ) an index and time its searches."""
-    from streamrec.index import IndexParams, ItemIndex, recall_against_exact
+    from streamrec.serve.index import IndexParams, ItemIndex, recall_against_exact
 
     params = IndexParams(**p)
     key = (len(items), params.kind, params.hnsw_m, params.ef_construction, params.nlist)
@@ -174,7 +174,7 @@ def label(p: dict) -> str:
 def main() -> None:
     import faiss
 
-    from streamrec.index import IndexParams, exact_top_k
+    from streamrec.serve.index import IndexParams, exact_top_k
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="20k,200k")

@@ -74,18 +74,14 @@ from rich.console import Console
 
 from streamrec.data.dataset import Dataset
 from streamrec.data.splits import Split, make_split
-from streamrec.embeddings import (
-    category_precision,
-    item_embedding_matrix,
-    nearest_neighbours,
-    neighbour_overlap,
-)
 from streamrec.eval.evaluator import evaluate_ranking, rank_users
+from streamrec.eval.metrics import category_precision, neighbour_overlap
 from streamrec.models.cnn_text import CNNText, CNNTextConfig
 from streamrec.models.content import ContentConfig, ContentRecommender
 from streamrec.models.minilm import MiniLM, MiniLMConfig, load_encoder
 from streamrec.models.pop import PopConfig, Popularity
 from streamrec.models.tfidf_svd import TfidfSVD, TfidfSVDConfig
+from streamrec.serve.embeddings import item_matrix, nearest_neighbours
 from streamrec.train import TrainConfig, Trainer
 
 from common import RESULTS, write_result
@@ -415,7 +411,7 @@ def run_bench(bench: Bench, kinds: list[str], quick: bool, log: Any) -> dict[str
         if kind.startswith(("tfidf-svd", "minilm")):  # fit already embedded: time a re-embedding
             with torch.no_grad():
                 model.embed_texts(model.texts)
-        emb = item_embedding_matrix(model)
+        emb = item_matrix(model)
         embed_s = time.perf_counter() - t0
         row: dict[str, Any] = {
             "dim": int(emb.shape[1]),

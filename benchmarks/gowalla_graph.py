@@ -32,10 +32,11 @@ import torch
 
 from streamrec.data.dataset import Dataset, load_dataset
 from streamrec.data.importers import import_dataset
+from streamrec.data.splits import split_from_spec
 from streamrec.eval.evaluator import evaluate_ranking
 from streamrec.models import get_model_class
-from streamrec.run import _split_from_spec, build_configs
 from streamrec.train import Callback, Trainer
+from streamrec.train.config import build_configs
 
 from common import RESULTS, write_result
 
@@ -221,7 +222,7 @@ def main() -> None:
     ap.add_argument("--name", default="gowalla_graph")
     args = ap.parse_args()
     ds = gowalla()
-    split = _split_from_spec(ds, {"method": "given"})
+    split = split_from_spec(ds, {"method": "given"})
     rows: dict[str, dict[str, Any]] = {}
     partial = RESULTS / f"{args.name}.partial.json"
     for name in args.models.split(","):

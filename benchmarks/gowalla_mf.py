@@ -18,7 +18,8 @@ from pathlib import Path
 from streamrec.data.dataset import load_dataset
 from streamrec.data.importers import import_dataset
 from streamrec.data.splits import make_split
-from streamrec.run import build_configs, train_run
+from streamrec.run import train_run
+from streamrec.train.config import build_configs
 
 from common import TestCurve, write_result
 

@@ -31,8 +31,8 @@ def main() -> None:
     from streamrec.models.click_mlp import MLP
     from streamrec.models.click_mlp_numpy import NumpyMLP
     from streamrec.nn_numpy import to_torch
-    from streamrec.run import build_configs
     from streamrec.train import TrainConfig, Trainer
+    from streamrec.train.config import build_configs
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=5)

@@ -112,8 +112,8 @@ class Curves:
 def run_one(name: str, extra: list[str], ds: Any, epochs: int, fraction: float) -> dict[str, Any]:
     from streamrec.eval.clicks import evaluate_clicks
     from streamrec.models.click_mlp import MLP
-    from streamrec.run import build_configs
     from streamrec.train import Trainer
+    from streamrec.train.config import build_configs
 
     sets = BOOK + BOOK_TRAIN + [f"epochs={epochs}", f"train_fraction={fraction}",
                                 "valid_metric=auc", "progress=false"] + extra

@@ -35,10 +35,11 @@ from typing import Any
 import torch
 from gowalla_graph import SRC, gowalla
 
+from streamrec.data.splits import split_from_spec
 from streamrec.eval.evaluator import evaluate_ranking
 from streamrec.models import get_model_class
-from streamrec.run import _split_from_spec, build_configs
 from streamrec.train import Trainer
+from streamrec.train.config import build_configs
 
 from common import RESULTS, write_result
 
@@ -73,7 +74,7 @@ def run_ours(overrides: list[str], epochs: int) -> dict[str, Any]:
     from rich.console import Console
 
     ds = gowalla()
-    split = _split_from_spec(ds, {"method": "given"})
+    split = split_from_spec(ds, {"method": "given"})
     train = split.train(ds)
     model_cfg, train_cfg, _ = build_configs("lightgcn", None, [*overrides, f"epochs={epochs}"])
     train_cfg.progress = False

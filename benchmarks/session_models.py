@@ -175,8 +175,8 @@ def evaluate_partial(name: str, model: str) -> None:
 
 def explain_demo(name: str, user: str, k: int = 10) -> None:
     """Explain one user's recommendations of the dataset's transformer run (table + PNGs)."""
-    from streamrec.explain import explain_user, format_table, plot_attention
     from streamrec.run import load_run
+    from streamrec.serve.explain import explain_user, format_table, plot_attention
 
     run = load_run(WORK / "runs" / f"{name}-transformer")
     out = {}

@@ -21,7 +21,8 @@ from streamrec.data.clicks import (
 from streamrec.data.dataset import Dataset, load_dataset
 from streamrec.data.world import generate_world
 from streamrec.eval.clicks import evaluate_clicks
-from streamrec.run import build_configs, load_run, train_run
+from streamrec.run import load_run, train_run
+from streamrec.train.config import build_configs
 
 QUIET = Console(quiet=True)
 
@@ -103,8 +104,11 @@ def test_models_beat_chance_report_oracle_and_round_trip(runs: dict, name: str) 
     assert p["stage"] == "test" and p["split"]["of"] == "impressions"
     assert p["n_impressions"] == 500 and 0 < p["click_rate"] < 1
     assert len(p["features"]) == 20
-    with pytest.raises(NotImplementedError, match="click model"):
-        run.model.score(torch.zeros(1, dtype=torch.long), run.train_data)
+    from streamrec.models.base import CapabilityError
+    from streamrec.serve import recommend_user
+
+    with pytest.raises(CapabilityError, match="cannot rank the catalogue"):
+        recommend_user(run, run.dataset.user_ids[0], k=5)
     loaded = load_run(run.path)
     again = loaded.evaluate("test")["metrics"]
     assert again["auc"] == pytest.approx(m["auc"], abs=1e-9)
@@ -157,10 +161,10 @@ def test_numpy_and_torch_mlp_agree_from_the_same_init(tiny: Dataset) -> None:
     np_cfg, _, _ = build_configs("mlp-numpy", overrides=[
         "hidden=[32, 16]", f"fit_epochs={epochs}", "fit_batch_size=256", "fit_progress=false"])
     np_model = NumpyMLP(np_cfg, tiny)
-    t_cfg, _, _ = build_configs("mlp", overrides=["hidden=[32, 16]", "diagnostics=false"])
+    t_cfg, _, _ = build_configs("mlp", overrides=["hidden=[32, 16]"])
     t_model = MLP(t_cfg, tiny)
     t_model.net.load_state_dict(to_torch(np_model.net).state_dict())
-    np_model.fit(tiny)
+    np_model.fit(tiny, lambda m: evaluate_clicks(m, tiny, "valid")["metrics"])
 
     trainer = Trainer(
         t_model, tiny, TrainConfig(epochs=epochs, batch_size=256, seed=0, patience=0,

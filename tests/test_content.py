@@ -13,23 +13,22 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from streamrec.data.dataset import Dataset
-from streamrec.embeddings import (
-    category_precision,
-    export_embeddings,
-    item_embedding_matrix,
-    load_embeddings,
-    nearest_neighbours,
-    neighbour_overlap,
-    similar_items,
-)
+from streamrec.data.text import PAD_ID, UNK_ID, Vocabulary, item_texts, tokenize
 from streamrec.eval.evaluator import evaluate_ranking
+from streamrec.eval.metrics import category_precision, neighbour_overlap
 from streamrec.models import get_model_class
 from streamrec.models.cnn_text import CNNText, CNNTextConfig, TextCNN, objective_terms
 from streamrec.models.content import profile_weights, training_items
 from streamrec.models.pop import PopConfig, Popularity
 from streamrec.models.tfidf_svd import TfidfSVD, TfidfSVDConfig
 from streamrec.run import load_run, train_run
-from streamrec.text import PAD_ID, UNK_ID, Vocabulary, item_texts, tokenize
+from streamrec.serve.embeddings import (
+    export_embeddings,
+    item_matrix,
+    load_embeddings,
+    nearest_neighbours,
+    similar_items,
+)
 from streamrec.train import TrainConfig, Trainer
 
 QUIET = Console(quiet=True)
@@ -382,7 +381,7 @@ def test_minilm_run_saves_its_embeddings_and_loads_without_encoding(tmp_path, mo
     run = train_run(
         "minilm", tmp_path / "six", tmp_path / "run", ks=(3,), progress=False, console=QUIET
     )
-    emb = item_embedding_matrix(run.model)
+    emb = item_matrix(run.model)
     assert emb.shape == (6, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
 
     def no_encoding(*args, **kwargs):
@@ -390,7 +389,7 @@ def test_minilm_run_saves_its_embeddings_and_loads_without_encoding(tmp_path, mo
 
     monkeypatch.setattr(minilm, "encode", no_encoding)
     loaded = load_run(tmp_path / "run")
-    assert np.array_equal(item_embedding_matrix(loaded.model), emb)
+    assert np.array_equal(item_matrix(loaded.model), emb)
     assert similar_items(loaded, "m0", k=1)[0]["item"] == "m1"  # space probes ~ Mars rovers
 
 
@@ -475,8 +474,8 @@ def test_run_round_trip_export_and_similar(tiny, tiny_dir, tmp_path, model):
     assert (tmp_path / "run" / "extra" / "vocab.json").is_file()
     loaded = load_run(tmp_path / "run")
     assert loaded.model.vocab == run.model.vocab
-    emb = item_embedding_matrix(run.model)
-    assert np.allclose(item_embedding_matrix(loaded.model), emb, atol=1e-6)
+    emb = item_matrix(run.model)
+    assert np.allclose(item_matrix(loaded.model), emb, atol=1e-6)
     assert loaded.evaluate("test")["metrics"] == pytest.approx(run.results["test"]["metrics"])
 
     for name in ("emb.parquet", "emb.npy"):

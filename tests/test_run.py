@@ -10,6 +10,7 @@ import torch
 
 from streamrec.data.world import make_world
 from streamrec.run import load_run, train_run
+from streamrec.serve import recommend_user
 from streamrec.train import TrainingInterrupted
 
 
@@ -62,11 +63,11 @@ def test_popularity_is_learned_from_training_only(tiny, tmp_path):
 def test_recommend_returns_unseen_items_with_original_ids(tiny, tmp_path):
     run = train_run("mf", tiny.path, tmp_path / "m", overrides=["epochs=1"], progress=False)
     user = tiny.user_ids[5]
-    recs = run.recommend(user, k=10)
+    recs = recommend_user(run, user, k=10)
     seen = set(tiny.item_ids[tiny.item[(tiny.user == 5) & ~run.split.mask("test")]])
     assert len(recs) == 10 and not seen & {r["item"] for r in recs}
     with pytest.raises(KeyError, match="unknown user"):
-        run.recommend("no-such-user")
+        recommend_user(run, "no-such-user")
 
 
 def test_non_empty_run_dir_is_refused(tiny, tmp_path):

@@ -263,9 +263,10 @@ def test_sampled_loss_and_side_embeddings_train():
 
 
 def test_explain_rows_sum_to_one_and_round_trip(tmp_path):
-    from streamrec.explain import explain_user, plot_attention
-    from streamrec.models.sequential import session_recommendations
+    from streamrec.models.base import Session
     from streamrec.run import load_run
+    from streamrec.serve import recommend_session
+    from streamrec.serve.explain import explain_user, plot_attention
 
     ds = chain_dataset()
     ds.save(tmp_path / "data")
@@ -284,7 +285,7 @@ def test_explain_rows_sum_to_one_and_round_trip(tmp_path):
     png = plot_attention(ex, tmp_path / "att.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     # ad-hoc session: after i3, i4, i5 the chain continues with i6
-    recs = session_recommendations(loaded, ["i3", "i4", "i5"], k=3)
+    recs = recommend_session(loaded, ["i3", "i4", "i5"], k=3)
     assert recs[0]["item"] == "i6"
-    scores = loaded.model.recommend_session([3, 4, 5])
+    scores = loaded.model.score_session(Session(np.array([3, 4, 5])))
     assert scores.shape == (ds.n_items,)

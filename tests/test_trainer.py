@@ -107,7 +107,7 @@ class Closed(Recommender):
         super().__init__(config, train)
         self.register_buffer("pop", torch.zeros(self.n_items))
 
-    def fit(self, train):
+    def fit(self, train, validate=None):
         self.pop.copy_(torch.as_tensor(train.item_counts(), dtype=torch.float32))
 
     def score(self, users, history):

@@ -15,7 +15,10 @@ from typer.testing import CliRunner
 
 from streamrec.cli import app
 from streamrec.data.dataset import Dataset
-from streamrec.index import (
+from streamrec.models.two_tower import UNK_SLOT, TwoTower, TwoTowerConfig, info_nce_logq
+from streamrec.run import load_run, train_run
+from streamrec.serve.embeddings import item_matrix
+from streamrec.serve.index import (
     IndexParams,
     ItemIndex,
     exact_top_k,
@@ -24,8 +27,6 @@ from streamrec.index import (
     retrieve,
     retrieve_users,
 )
-from streamrec.models.two_tower import UNK_SLOT, TwoTower, TwoTowerConfig, info_nce_logq
-from streamrec.run import load_run, train_run
 
 SMALL = {"dim": 32, "hidden": 64, "id_dim": 16, "category_dim": 8, "history_len": 8}
 SMALL_SET = [f"{k}={v}" for k, v in SMALL.items()]
@@ -196,7 +197,7 @@ def test_cold_items_get_text_embeddings_and_are_retrievable(tiny):
     assert len(cold_items) > 10 and (tiny.item_counts()[cold_items] > 0).all()
     # never seen in training: the shared "unknown" id row, never a random row of its own
     assert (model.item_slot[torch.as_tensor(cold_items)] == UNK_SLOT).all()
-    vec = model.item_vectors_numpy()
+    vec = item_matrix(model)
     cv = vec[cold_items]
     assert np.isfinite(cv).all()
     # text makes every cold item's vector its own: no two cold items share a vector
@@ -214,7 +215,7 @@ def test_cold_items_id_only_model_collapses_but_text_model_separates(cold):
     _, train = cold
     cold_items = np.flatnonzero(train.item_counts() == 0)
     model = tiny_model(train, use_category=False).eval()
-    vec = model.item_vectors_numpy()[cold_items]
+    vec = item_matrix(model)[cold_items]
     assert np.allclose(vec, vec[0], atol=1e-6)  # id-only, no category: one shared vector
     new = model.embed_new_items(["a brand new item"])
     assert np.allclose(new.numpy()[0], vec[0], atol=1e-6)
@@ -248,7 +249,7 @@ def test_minilm_vectors_are_computed_once_and_saved_with_the_run(tiny_dir, tmp_p
     assert calls == [n_items]  # loading does not re-encode
     assert torch.equal(loaded.model.text_vectors, run.model.text_vectors)
     assert torch.allclose(loaded.model.text_vectors.norm(dim=1), torch.ones(n_items), atol=1e-4)
-    assert np.allclose(loaded.model.item_vectors_numpy(), run.model.item_vectors_numpy(), atol=1e-5)
+    assert np.allclose(item_matrix(loaded.model), item_matrix(run.model), atol=1e-5)
 
 
 @needs_minilm
@@ -343,15 +344,15 @@ def test_retrieve_filters_seen_items_and_agrees_with_full_ranking(id_run):
 
 def test_run_and_index_round_trip(id_run):
     run = id_run
-    assert index_path(run.path, "hnsw").is_file()
-    assert (run.path / "extra" / "item_vectors.npy").is_file()
     loaded = load_run(run.path)
-    a = run.model.item_vectors_numpy()
-    assert np.allclose(loaded.model.item_vectors_numpy(), a, atol=1e-6)
-    assert np.allclose(np.load(run.path / "extra" / "item_vectors.npy"), a, atol=1e-6)
+    a = item_matrix(run.model)
+    assert np.allclose(item_matrix(loaded.model), a, atol=1e-6)
     user = run.dataset.user_ids[3]
+    # the model's own index (hnsw) is built on first use and kept in RUN/index/
     assert retrieve(loaded, user, k=10) == retrieve(run, user, k=10)
-    # an index type that was not built with the run is built once and saved beside it
+    assert index_path(run.path, "hnsw").is_file()
+    assert not (run.path / "extra").exists()  # no index or vectors among the model's state
+    # another index type is built once and saved beside it
     assert not index_path(run.path, "ivf").exists()
     retrieve(loaded, user, k=10, index="ivf")
     assert index_path(run.path, "ivf").is_file()

@@ -2,18 +2,100 @@
 
 Heavy modules (torch, the models) are imported inside the commands so that ``--help`` and the
 light commands start fast.
+
+Every failure is one line on stderr, ``error: <what is wrong and what to do>``, and a non-zero
+exit status: the commands raise the API's own exceptions and :class:`_Group` turns them (and
+the command line's own usage errors) into that line. A traceback is shown only with
+``STREAMREC_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+#: exceptions whose message is meant for the user as it is (everything else is a bug)
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError, NotADirectoryError,
+    IsADirectoryError, PermissionError, FloatingPointError,
+)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape
+
+    line = " ".join(str(message).split())  # one line, whatever the message held
+    _console().print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    text = str(e)
+    if isinstance(e, _USER_ERRORS) or not text:
+        return text or type(e).__name__
+    return (f"internal error ({type(e).__name__}: {text}); please report it, and set "
+            "STREAMREC_DEBUG=1 to see the traceback")
+
+
+class _Group(TyperGroup):
+    """The command group: one ``error: ...`` line for every failure (see the module
+    docstring)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except typer.TyperException as e:  # the command line's own usage errors
+            ctx = getattr(e, "ctx", None)
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as asked
+                e.show()
+                code = 0
+            else:
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                _print_error(e.format_message() + hint)
+                code = e.exit_code
+        except typer.Abort:
+            _print_error("interrupted")
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.TyperException, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            if os.environ.get("STREAMREC_DEBUG"):
+                raise
+            _print_error(_message(e))
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     help="StreamRec: a deep-learning recommender system for a streaming-content platform.",
     no_args_is_help=True,
     add_completion=False,
@@ -23,14 +105,8 @@ data_app = typer.Typer(help="Import, inspect and export datasets.", no_args_is_h
 app.add_typer(data_app, name="data")
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
 def _fail(message: str, code: int = 1) -> None:
-    _console().print(f"[bold red]error:[/] {message}", highlight=False)
+    _print_error(message)
     raise typer.Exit(code)
 
 
@@ -40,8 +116,13 @@ def _parse_ks(text: str) -> list[int]:
     except ValueError:
         _fail(f"--k expects comma-separated integers like 10,20, got {text!r}")
     if not ks or min(ks) < 1:
-        _fail("--k needs positive integers")
+        _fail(f"--k needs positive integers like 10,20, got {text!r}")
     return ks
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        _fail(f"{name} must be at least 1, got {value}")
 
 
 def _fmt_value(value: Any) -> str:
@@ -60,7 +141,9 @@ def _fmt_value(value: Any) -> str:
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    from streamrec.common import json_default
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def _print_rows(title: str, rows: list[dict[str, Any]], empty: tuple[str, ...]) -> None:
@@ -73,6 +156,12 @@ def _print_rows(title: str, rows: list[dict[str, Any]], empty: tuple[str, ...]) 
     for row in rows:
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
     _console().print(table)
+
+
+def _note_unfinished(run: Any) -> None:
+    note = run.progress_note()
+    if note:
+        _console().print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- world
@@ -88,10 +177,9 @@ def world(
 
     if preset not in PRESETS:
         _fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    try:
-        path = generate_world(preset, out, seed=seed, overwrite=overwrite, progress=True)
-    except FileExistsError as e:
-        _fail(str(e))
+    if seed < 0:
+        _fail(f"--seed must be >= 0, got {seed}")
+    path = generate_world(preset, out, seed=seed, overwrite=overwrite, progress=True)
     _console().print(f"wrote the {preset} world to [bold]{path}[/]")
 
 
@@ -104,14 +192,14 @@ def data_import(
     src: Path = typer.Argument(..., help="Source file or directory (.gz files are read directly)."),
     out: Path = typer.Option(..., help="Dataset directory to write."),
     option: list[str] = typer.Option(
-        [], "--option", "-o", help="Importer option key=value (e.g. user=userId, sep=';')."
+        [], "--option", "-o",
+        help="Importer option key=value (e.g. user=userId, sep=';', items=items.csv).",
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing directory."),
 ) -> None:
     """Import a real dataset into StreamRec's format."""
-    from streamrec.config import parse_value
-    from streamrec.data.dataset import DatasetError
     from streamrec.data.importers import import_dataset
+    from streamrec.train.config import parse_value
 
     opts: dict[str, Any] = {}
     for item in option:
@@ -121,10 +209,7 @@ def data_import(
         opts[key] = (
             value if key in ("sep", "user", "item", "timestamp", "rating") else parse_value(value)
         )
-    try:
-        ds = import_dataset(fmt, src, out, overwrite=overwrite, **opts)
-    except (DatasetError, ValueError, FileExistsError, FileNotFoundError) as e:
-        _fail(str(e))
+    ds = import_dataset(fmt, src, out, overwrite=overwrite, **opts)
     _console().print(
         f"imported {ds.n_users:,} users, {ds.n_items:,} items, "
         f"{ds.n_interactions:,} interactions to [bold]{out}[/]"
@@ -137,17 +222,13 @@ def data_info(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Users, items, interactions, density, sequence lengths, split sizes."""
-    from streamrec.data.dataset import DatasetError, load_dataset
-    from streamrec.run import _split_from_spec, default_split_spec
+    from streamrec.data.dataset import load_dataset
+    from streamrec.data.splits import default_split_spec, split_from_spec
 
-    try:
-        ds = load_dataset(path)
-    except DatasetError as e:
-        _fail(str(e))
+    ds = load_dataset(path)
     info = ds.info()
     if ds.n_interactions:
-        split = _split_from_spec(ds, default_split_spec(ds))
-        info["default_split"] = split.protocol()
+        info["default_split"] = split_from_spec(ds, default_split_spec(ds)).protocol()
     if as_json:
         _print_json(info)
         return
@@ -174,7 +255,7 @@ def data_export(
     """Export a dataset (and its split) for another library, e.g. RecBole's atomic files."""
     from streamrec.data.dataset import load_dataset
     from streamrec.data.export import export_recbole
-    from streamrec.run import _split_from_spec, default_split_spec
+    from streamrec.data.splits import default_split_spec, split_from_spec
 
     if fmt != "recbole":
         _fail(f"unknown export format {fmt!r}; supported: recbole")
@@ -182,7 +263,7 @@ def data_export(
     sp = None
     if split != "none":
         spec = default_split_spec(ds) if split == "default" else {"method": split}
-        sp = _split_from_spec(ds, spec)
+        sp = split_from_spec(ds, spec)
     result = export_recbole(ds, out, split=sp, name=name)
     _console().print(f"exported {ds.name} to [bold]{result}[/]")
 
@@ -200,12 +281,8 @@ def data_clicks(
 ) -> None:
     """Build click-prediction data (impressions) from explicit ratings."""
     from streamrec.data.clicks import build_click_dataset
-    from streamrec.data.dataset import DatasetError
 
-    try:
-        path = build_click_dataset(src, out, threshold, split=split, seed=seed, overwrite=overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError, DatasetError) as e:
-        _fail(str(e))
+    path = build_click_dataset(src, out, threshold, split=split, seed=seed, overwrite=overwrite)
     _console().print(f"click data written to [bold]{path}[/]")
 
 
@@ -224,12 +301,8 @@ def lr_find_cmd(
     """LR range test (Smith 2017): loss against an exponentially growing LR, plot + suggestion."""
     from streamrec.train.lr_find import lr_find
 
-    try:
-        res = lr_find(
-            model, data, out, set_, config, start_lr=start_lr, end_lr=end_lr, num_steps=steps
-        )
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+    res = lr_find(model, data, out, set_, config, start_lr=start_lr, end_lr=end_lr,
+                  num_steps=steps)
     if as_json:
         _print_json(res.to_dict())
         return
@@ -259,28 +332,18 @@ def train(
     set_: list[str] = typer.Option(
         [], "--set", help="Override: key=value, e.g. lr=5e-3, model.dim=64, split.method=loo."
     ),
-    resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint."),
+    resume: bool = typer.Option(
+        False, help="Continue an interrupted run from its checkpoint, with its saved options."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace the run in --out if there is one."),
     k: str = typer.Option("10,20", help="Cut-offs for the final evaluation."),
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Train a model on a dataset; evaluate it on the validation and test parts."""
-    from streamrec.data.dataset import DatasetError
     from streamrec.run import train_run
 
-    try:
-        run = train_run(
-            model,
-            data,
-            out,
-            config,
-            set_,
-            resume=resume,
-            ks=_parse_ks(k),
-            progress=not quiet,
-            console=_console(),
-        )
-    except (ValueError, FileExistsError, FileNotFoundError, DatasetError) as e:
-        _fail(str(e))
+    run = train_run(model, data, out, config, set_, resume=resume, overwrite=overwrite,
+                    ks=_parse_ks(k), progress=not quiet, console=_console())
     test = run.results.get("test") or run.results.get("valid")
     if test:
         stage = "test" if "test" in run.results else "valid"
@@ -303,17 +366,20 @@ def evaluate(
         None, help="Rank among N sampled negatives instead of all items (labelled as such)."
     ),
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
 ) -> None:
     """Evaluate a run: full ranking (training items masked), or AUC / log-loss for click models."""
     from streamrec.run import load_run
 
-    try:
-        r = load_run(run, device=device, data=data)
-        result = r.evaluate(split, _parse_ks(k), sampled=sampled)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+    if split not in ("valid", "test"):
+        _fail(f"--split must be valid or test, got {split!r}")
+    _positive("--sampled", sampled)
+    ks = _parse_ks(k)
+    r = load_run(run, device=device, data=data)
+    _note_unfinished(r)
+    result = r.evaluate(split, ks, sampled=sampled)
     result["run"] = str(run)
+    result["run_finished"] = r.finished
     if as_json:
         _print_json(result)
         return
@@ -346,20 +412,18 @@ def recommend(
 ) -> None:
     """Top-k items for a user, or for an ad-hoc session (original ids in and out)."""
     from streamrec.run import load_run
+    from streamrec.serve.recommend import recommend_session, recommend_user
 
     if (user is None) == (session is None):
         _fail("give exactly one of --user ID or --session ID,ID,...")
-    try:
-        r = load_run(run, data=data)
-        if session is not None:
-            from streamrec.models.sequential import session_recommendations
-
-            items = [s.strip() for s in session.split(",") if s.strip()]
-            recs = session_recommendations(r, items, k, exclude_seen=not include_seen)
-        else:
-            recs = r.recommend(user, k, exclude_seen=not include_seen)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+    _positive("-k", k)
+    r = load_run(run, data=data)
+    _note_unfinished(r)
+    if session is not None:
+        items = [s.strip() for s in session.split(",") if s.strip()]
+        recs = recommend_session(r, items, k, exclude_seen=not include_seen)
+    else:
+        recs = recommend_user(r, user, k, exclude_seen=not include_seen)
     who = f"user {user}" if user is not None else f"session {session}"
     if as_json:
         key = {"user": user} if user is not None else {"session": session.split(",")}
@@ -381,14 +445,12 @@ def explain(
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
 ) -> None:
     """Which past items of the user's session the transformer attended to, per recommendation."""
-    from streamrec.explain import explain_user, format_table, plot_attention
     from streamrec.run import load_run
+    from streamrec.serve.explain import explain_user, format_table, plot_attention
 
-    try:
-        r = load_run(run, data=data)
-        ex = explain_user(r, user, k=k, rollout=rollout)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+    _positive("-k", k)
+    r = load_run(run, data=data)
+    ex = explain_user(r, user, k=k, rollout=rollout)
     if png is not None:
         plot_attention(ex, png)
     if as_json:
@@ -414,14 +476,11 @@ def embed(
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
 ) -> None:
     """Export a run's item embeddings with the original item ids (Parquet or .npy)."""
-    from streamrec.embeddings import export_embeddings
     from streamrec.run import load_run
+    from streamrec.serve.embeddings import export_embeddings
 
-    try:
-        r = load_run(run, data=data)
-        path = export_embeddings(r, out, normalize=normalize)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+    r = load_run(run, data=data)
+    path = export_embeddings(r, out, normalize=normalize)
     _console().print(f"{r.dataset.n_items:,} item embeddings ({r.config['model']}) -> {path}")
 
 
@@ -434,16 +493,12 @@ def similar(
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
 ) -> None:
     """The k items nearest to an item by embedding cosine (the item itself excluded)."""
-    from streamrec.embeddings import similar_items
     from streamrec.run import load_run
+    from streamrec.serve.embeddings import similar_items
 
-    if k < 1:
-        _fail("-k must be at least 1")
-    try:
-        r = load_run(run, data=data)
-        rows = similar_items(r, item, k=k)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
+    _positive("-k", k)
+    r = load_run(run, data=data)
+    rows = similar_items(r, item, k=k)
     if as_json:
         _print_json({"item": item, "neighbours": rows})
         return
@@ -457,29 +512,28 @@ def similar(
 # --------------------------------------------------------------------------- retrieve
 @app.command()
 def retrieve(
-    run: Path = typer.Argument(..., help="Run directory of a two-tower model."),
+    run: Path = typer.Argument(..., help="Run directory of a two-tower (or mf) model."),
     user: str = typer.Option(..., help="Original user id."),
     k: int = typer.Option(100, "-k", "--k", help="How many items."),
     index: str | None = typer.Option(
-        None, help="flat (exact), hnsw or ivf; default: the index built with the run."
+        None, help="flat (exact), hnsw or ivf; default: the model's own index option."
     ),
     include_seen: bool = typer.Option(False, help="Do not filter the user's seen items."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
 ) -> None:
-    """Top-k items for a user from the run's ANN index of item vectors (two-tower)."""
-    from streamrec.index import INDEX_KINDS
-    from streamrec.index import retrieve as retrieve_items
+    """Top-k items for a user from an ANN index of the run's item vectors (built on first use
+    and kept in RUN/index/)."""
     from streamrec.run import load_run
+    from streamrec.serve.index import INDEX_KINDS, index_params
+    from streamrec.serve.index import retrieve as retrieve_items
 
     if index is not None and index not in INDEX_KINDS:
         _fail(f"unknown index {index!r}; choose {', '.join(INDEX_KINDS)}")
-    try:
-        r = load_run(run, data=data)
-        recs = retrieve_items(r, user, k, index=index, exclude_seen=not include_seen)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        _fail(str(e).strip("'\""))
-    kind = index or r.model.config.index
+    _positive("-k", k)
+    r = load_run(run, data=data)
+    kind = index_params(r.model, index).kind
+    recs = retrieve_items(r, user, k, index=index, exclude_seen=not include_seen)
     if as_json:
         _print_json({"user": user, "index": kind, "items": recs})
         return

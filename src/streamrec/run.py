@@ -1,4 +1,4 @@
-"""Run directories: train a model into one, load it back with one call, evaluate, recommend.
+"""Run directories: train a model into one, load it back with one call, evaluate it.
 
 A run directory is self-describing::
 
@@ -9,46 +9,50 @@ A run directory is self-describing::
     checkpoint.pt        last epoch's full state (weights, optimizer, scheduler, RNG) for --resume
     metrics.jsonl        one line per epoch
     training_curve.png   loss and validation metrics per epoch
-    results.json         final validation and test metrics with their protocol
+    results.json         final validation and test metrics with their protocol (written last:
+                         a run without it did not finish)
 
-``load_run(path)`` rebuilds the model from ``config.json`` and the training view of the
-recorded data and split, and loads the weights.
+``train_run`` checks every option, the optional packages the model needs and the model's
+construction on the data **before** it writes anything; ``load_run(path)`` rebuilds the model
+from ``config.json`` and the training view of the recorded data and split, and loads the
+weights. A missing or damaged file is a one-line error naming it and the way to recover.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from streamrec import __version__
-from streamrec.config import apply_overrides, field_names, read_config_file
-from streamrec.data.dataset import Dataset, load_dataset
-from streamrec.data.splits import Split, make_split
+from streamrec.common import OptionsError, json_default, resolve_device, write_text_atomic
+from streamrec.data.dataset import Dataset, DatasetError, load_dataset
+from streamrec.data.splits import Split, default_split_spec, split_from_spec
 
 DEFAULT_KS = (10, 20)
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.json"
 
 
-def default_split_spec(ds: Dataset) -> dict[str, Any]:
-    """``given`` when the files came with a split, else leave-last-out."""
-    return {"method": "given"} if "given_split" in ds.inter else {"method": "loo"}
+class RunError(ValueError):
+    """A run directory is missing, damaged, or cannot be used as asked (one-line message)."""
 
 
-def _split_from_spec(ds: Dataset, spec: dict[str, Any]) -> Split:
-    spec = dict(spec)
-    method = spec.pop("method", default_split_spec(ds)["method"])
-    seed = int(spec.pop("seed", 0))
-    return make_split(ds, method, seed=seed, **spec)
+class RunExistsError(RunError, FileExistsError):
+    """The output directory already holds a run (or other files)."""
 
 
 @dataclasses.dataclass
 class Run:
-    """A trained model with its data, split and configuration."""
+    """A trained model with its data, split and configuration.
+
+    ``results`` holds ``results.json`` (empty when training did not finish); ``cache`` is free
+    for the serving layer to keep what it builds for this run (e.g. ANN indexes).
+    """
 
     path: Path | None
     config: dict[str, Any]
@@ -56,10 +60,29 @@ class Run:
     split: Split
     model: Any
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def train_data(self) -> Dataset:
         return self.split.train(self.dataset)
+
+    @property
+    def finished(self) -> bool:
+        """Whether training ran to its end (``results.json`` was written)."""
+        return bool(self.results)
+
+    def progress_note(self) -> str | None:
+        """One line about an unfinished run (which weights it holds), or None when finished."""
+        if self.finished or self.path is None:
+            return None
+        done = 0
+        metrics = self.path / "metrics.jsonl"
+        if metrics.is_file():
+            done = sum(1 for line in metrics.read_text().splitlines() if line.strip())
+        epochs = self.config.get("train_config", {}).get("epochs")
+        of = f" of {epochs}" if epochs else ""
+        return (f"run {self.path} did not finish training ({done}{of} epochs done): these are "
+                "the best weights so far; continue it with `streamrec train ... --resume`")
 
     def evaluate(
         self,
@@ -68,60 +91,42 @@ class Run:
         sampled: int | None = None,
         batch_size: int = 1024,
     ) -> dict[str, Any]:
-        """Metrics of the model on ``stage`` (``valid`` or ``test``), full ranking by default."""
+        """Metrics of the model on ``stage`` (``valid`` or ``test``), full ranking by default
+        (AUC / log-loss on held-out impressions for click models)."""
         from streamrec.eval.evaluator import evaluate_model
 
-        kwargs: dict[str, Any] = {}
-        if getattr(self.model, "task", "ranking") == "ranking":
-            kwargs = {"sampled": sampled, "batch_size": batch_size}
-        elif sampled is not None:
-            raise ValueError("sampled evaluation applies to ranking models only")
-        return evaluate_model(self.model, self.dataset, self.split, stage, ks, **kwargs)
-
-    def recommend(
-        self, user: str | int, k: int = 10, exclude_seen: bool = True, stage: str = "test"
-    ) -> list[dict[str, Any]]:
-        """Top-``k`` items for an original user id: ``[{"item": id, "score": s, ...}, ...]``.
-
-        The history is everything the model may see at ``stage`` (default: train + valid).
-        """
-        from streamrec.eval.evaluator import rank_users
-
-        if getattr(self.model, "task", "ranking") != "ranking":
-            raise ValueError(
-                f"{self.config['model']} is a {self.model.task} model; it scores impressions, "
-                "not the catalogue (use `streamrec evaluate`)"
-            )
-        u = self.dataset.user_index(user)
-        history = self.split.history(self.dataset, stage)
-        exclude = history.csr() if exclude_seen else None
-        if exclude is None:
-            import scipy.sparse as sp
-
-            exclude = sp.csr_matrix((self.dataset.n_users, self.dataset.n_items))
-        items, scores = rank_users(self.model, np.array([u]), history, k, exclude=exclude)
-        return self.dataset.item_rows(items[0], scores[0])
+        return evaluate_model(self.model, self.dataset, self.split, stage, ks,
+                              sampled=sampled, batch_size=batch_size)
 
 
-def build_configs(
-    model_name: str,
-    config_file: str | Path | None = None,
-    overrides: Sequence[str] = (),
-) -> tuple[Any, Any, dict[str, Any]]:
-    """Model config, train config and split spec from defaults, a file and ``--set`` strings."""
-    from streamrec.models import get_model_class
-    from streamrec.models.base import config_from_dict
-    from streamrec.train import TrainConfig
+def as_run(run: Run | str | Path) -> Run:
+    """A :class:`Run` as it is, or the run directory ``run`` loaded with :func:`load_run`."""
+    return run if isinstance(run, Run) else load_run(run)
 
-    cls = get_model_class(model_name)
-    sections = read_config_file(config_file)
-    # A model may suggest training defaults (e.g. a larger batch for MF).
-    train_defaults = dict(getattr(cls, "train_defaults", {}))
-    sections["train"] = {**train_defaults, **sections["train"]}
-    apply_overrides(sections, list(overrides), field_names(cls.Config), field_names(TrainConfig))
-    model_cfg = config_from_dict(cls.Config, sections["model"])
-    train_cfg = config_from_dict(TrainConfig, sections["train"])
-    return model_cfg, train_cfg, sections["split"]
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Check that ``out`` can take a new run (or a resumed one); clear it on ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; give a directory for the run")
+    if resume or not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        what = "a run" if (out / CONFIG_FILE).is_file() else "files"
+        raise RunExistsError(f"run directory {out} already holds {what}; continue it with --resume, "
+                       "replace it with --overwrite, or choose another --out")
+    if not (out / CONFIG_FILE).is_file():
+        raise RunError(f"--overwrite refuses to clear {out}: it is not a run directory (no "
+                       f"{CONFIG_FILE}); choose another --out")
+    shutil.rmtree(out)
+
+
+def _saved_config(out: Path | None, model_name: str) -> dict[str, Any]:
+    if out is None or not (out / CONFIG_FILE).is_file():
+        raise RunError(f"--resume needs an existing run directory; {out} has no {CONFIG_FILE}")
+    config = read_run_config(out)
+    if config["model"] != model_name:
+        raise RunError(f"run {out} trained {config['model']!r}, not {model_name!r}")
+    return config
 
 
 def train_run(
@@ -131,43 +136,60 @@ def train_run(
     config_file: str | Path | None = None,
     overrides: Sequence[str] = (),
     resume: bool = False,
+    overwrite: bool = False,
     ks: Sequence[int] = DEFAULT_KS,
     progress: bool = True,
     console: Any = None,
     callbacks: Sequence[Any] = (),
 ) -> Run:
-    """Train ``model_name`` on a dataset directory into run directory ``out``; evaluate it.
+    """Train ``model_name`` on a dataset into run directory ``out``; evaluate it.
 
-    With ``resume=True`` the run's own ``config.json`` is used and training continues from
-    ``checkpoint.pt`` exactly where it stopped. ``callbacks`` are extra
-    :class:`~streamrec.train.Callback` objects; a model may add its own through a
-    ``training_callbacks(run_dir)`` method (e.g. diagnostics).
+    ``resume=True`` continues the run in ``out`` with its own saved options from
+    ``checkpoint.pt`` exactly where it stopped (a run killed before its first checkpoint starts
+    again from the beginning); options cannot change on resume. ``overwrite=True`` replaces an
+    existing run. ``callbacks`` are extra :class:`~streamrec.train.Callback` objects.
+    Everything is checked before anything is written.
     """
-    from streamrec.eval.evaluator import evaluate_model, has_stage
-    from streamrec.models import get_model_class
-    from streamrec.models.base import config_from_dict
-    from streamrec.train import TrainConfig, Trainer
+    import torch
 
-    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    from streamrec.eval.evaluator import evaluate_model, has_stage
+    from streamrec.models import check_requirements, get_model_class
+    from streamrec.train import TrainConfig, Trainer
+    from streamrec.train.checkpoint import CHECKPOINT_FILE
+    from streamrec.train.config import build_configs
+    from streamrec.train.diagnostics import Diagnostics
+
     out_path = Path(out) if out is not None else None
+    if resume and overwrite:
+        raise RunError("--resume continues a run and --overwrite replaces it: choose one")
+    if out_path is not None:
+        _prepare_out(out_path, resume, overwrite)
     cls = get_model_class(model_name)
+    fresh_start = False
     if resume:
-        if out_path is None or not (out_path / "config.json").is_file():
-            raise FileNotFoundError(f"--resume needs an existing run directory, {out} has none")
-        saved = json.loads((out_path / "config.json").read_text())
-        if saved["model"] != model_name:
-            raise ValueError(f"run {out} trained {saved['model']!r}, not {model_name!r}")
-        model_cfg = config_from_dict(cls.Config, saved["model_config"])
-        train_cfg = config_from_dict(TrainConfig, saved["train_config"])
+        if list(overrides) or config_file is not None:
+            raise RunError("--resume continues a run with its saved options, so --set and "
+                           "--config cannot change them; to train with other options (e.g. "
+                           "more epochs) start a new run with --out DIR or --overwrite")
+        saved = _saved_config(out_path, model_name)
+        model_cfg = cls.Config.from_dict(saved["model_config"])
+        train_cfg = TrainConfig.from_dict(saved["train_config"])
         train_cfg.stop_after_epochs = None  # a testing aid of the interrupted call only
         split_spec = saved["split"]
+        fresh_start = not (out_path / CHECKPOINT_FILE).is_file() and cls.trainable
     else:
         model_cfg, train_cfg, split_spec = build_configs(model_name, config_file, overrides)
-        split_spec = {**default_split_spec(ds), **split_spec}
+    check_requirements(cls, model_cfg)
     if not progress:
         train_cfg.progress = False
-    split = _split_from_spec(ds, split_spec)
+    device = resolve_device(train_cfg.device)
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    split_spec = {**default_split_spec(ds), **split_spec}
+    split = split_from_spec(ds, split_spec)
     train = split.train(ds)
+    torch.manual_seed(train_cfg.seed)
+    model = cls(model_cfg, train)  # data-dependent checks fail here, before any file exists
+    model.to(device)
 
     config = {
         "streamrec_version": __version__,
@@ -185,41 +207,30 @@ def train_run(
         "ks": list(ks),
     }
     if out_path is not None:
-        if out_path.exists() and any(out_path.iterdir()) and not resume:
-            raise FileExistsError(
-                f"run directory {out_path} is not empty; choose another --out or --resume it"
-            )
         out_path.mkdir(parents=True, exist_ok=True)
         if not resume:
-            (out_path / "config.json").write_text(json.dumps(config, indent=2))
+            write_text_atomic(out_path / CONFIG_FILE, json.dumps(config, indent=2))
             split.save(out_path)
+        (out_path / RESULTS_FILE).unlink(missing_ok=True)
+    if fresh_start and console is not None:
+        console.print(f"[yellow]{out_path} has no completed epoch to resume: training from the "
+                      "start with its saved options[/yellow]")
 
-    import torch
-
-    torch.manual_seed(train_cfg.seed)
-    model = cls(model_cfg, train)
-    device = _resolve_device(train_cfg.device)
-    model.to(device)
     has_valid = has_stage(model, ds, split, "valid")
     validate = None
     if has_valid:
 
         def validate(m: Any) -> dict[str, float]:
-            was_training = m.training
-            m.eval()
-            try:
-                return evaluate_model(m, ds, split, "valid", ks)["metrics"]
-            finally:
-                m.train(was_training)
+            return evaluate_model(m, ds, split, "valid", ks)["metrics"]
 
-    t0 = time.perf_counter()
     callbacks = list(callbacks)
-    if hasattr(model, "training_callbacks"):
-        callbacks += list(model.training_callbacks(out_path))
+    if train_cfg.diagnostics and out_path is not None:
+        callbacks.append(Diagnostics(out_path))
+    t0 = time.perf_counter()
     trainer = Trainer(
         model, train, train_cfg, out_path, validate=validate, callbacks=callbacks, console=console
     )
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume and not fresh_start)
     train_seconds = time.perf_counter() - t0
     model.eval()
     run = Run(out_path, config, ds, split, model)
@@ -232,24 +243,9 @@ def train_run(
     run.results = results
     if out_path is not None:
         _save_extra(model, out_path)
-        (out_path / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+        write_text_atomic(out_path / RESULTS_FILE,
+                          json.dumps(results, indent=2, default=json_default))
     return run
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
-def _resolve_device(device: str) -> Any:
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _save_extra(model: Any, out: Path) -> None:
@@ -260,42 +256,90 @@ def _save_extra(model: Any, out: Path) -> None:
             (out / "extra" / name).write_bytes(data)
 
 
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """``config.json`` of a run directory; :class:`RunError` naming the file when it is
+    missing or damaged."""
+    path = Path(path)
+    cfg_file = path / CONFIG_FILE
+    if not path.is_dir():
+        raise RunError(f"{path} is not a run directory (it does not exist)" if not path.exists()
+                       else f"{path} is a file, not a run directory")
+    if not cfg_file.is_file():
+        raise RunError(f"{path} is not a StreamRec run directory (no {CONFIG_FILE})")
+    try:
+        config = json.loads(cfg_file.read_text())
+        for key in ("model", "model_config", "train_config", "split", "data"):
+            config[key]  # noqa: B018 - presence check
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise RunError(f"{cfg_file} is damaged (not the JSON config of a run); the run cannot be "
+                       "rebuilt: retrain it (streamrec train ... --overwrite)") from None
+    return config
+
+
 def load_run(path: str | Path, device: str = "cpu", data: str | Path | None = None) -> Run:
-    """Load a run directory: config, data (from the recorded path unless ``data``), split, model."""
+    """Load a run directory: config, data (from the recorded path unless ``data``), split,
+    model and weights. Raises :class:`RunError` (one line) for a missing or damaged file."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from streamrec.models import get_model_class
-    from streamrec.models.base import config_from_dict
+    from streamrec.models import check_requirements, get_model_class
+    from streamrec.train.checkpoint import WEIGHTS_FILE
 
     path = Path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"{path} is not a StreamRec run directory (no config.json)")
-    config = json.loads(cfg_file.read_text())
+    config = read_run_config(path)
+    dev = resolve_device(device)
     data_path = data if data is not None else config["data"]["path"]
     if data_path is None:
-        raise ValueError(f"run {path} was trained on in-memory data; pass data=DIR")
+        raise RunError(f"run {path} was trained on in-memory data; pass its dataset with --data")
     if not Path(data_path).exists():
-        raise FileNotFoundError(
-            f"the run's dataset {data_path} is gone; pass its new location (--data DIR)"
-        )
+        raise RunError(f"the run's dataset {data_path} is gone; pass its new location "
+                       "(--data DIR)")
     ds = load_dataset(data_path)
     if (ds.n_users, ds.n_items) != (config["data"]["n_users"], config["data"]["n_items"]):
-        raise ValueError(f"dataset at {data_path} does not match the one run {path} was trained on")
-    split = Split.load(path)
+        raise RunError(f"dataset at {data_path} does not match the one run {path} was trained "
+                       f"on ({ds.n_users}x{ds.n_items} vs {config['data']['n_users']}x"
+                       f"{config['data']['n_items']} users x items)")
+    try:
+        split = Split.load(path)
+    except DatasetError as e:
+        raise RunError(str(e)) from None
+    if len(split.assign) != ds.n_interactions:
+        raise RunError(f"{path / 'split.npz'} does not match the dataset at {data_path} "
+                       f"({len(split.assign)} vs {ds.n_interactions} interactions)")
     cls = get_model_class(config["model"])
-    model_cfg = config_from_dict(cls.Config, config["model_config"])
+    try:
+        model_cfg = cls.Config.from_dict(config["model_config"])
+    except OptionsError as e:
+        raise RunError(f"{path / CONFIG_FILE}: {e}") from None
+    check_requirements(cls, model_cfg)
     model = cls(model_cfg, split.train(ds))
-    weights = path / "model.safetensors"
+    weights = path / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"run {path} has no model.safetensors (did training finish?)")
+        raise RunError(f"run {path} has no {WEIGHTS_FILE}: training stopped before its first "
+                       "epoch ended; continue it with --resume or retrain with --overwrite")
     extra = path / "extra"
     if extra.is_dir():
         model.load_extra_state_files({f.name: f.read_bytes() for f in extra.iterdir()})
-    model.load_state_dict(load_file(str(weights)))
-    model.to(_resolve_device(device))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError):
+        raise RunError(f"{weights} is damaged (truncated or not a safetensors file); retrain "
+                       "(--overwrite), or rerun with --resume if checkpoint.pt is intact"
+                       ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise RunError(f"{weights} does not fit the model of {path / CONFIG_FILE} ({first}); "
+                       "retrain the run (--overwrite)") from None
+    model.to(dev)
     model.eval()
-    results = {}
-    if (path / "results.json").is_file():
-        results = json.loads((path / "results.json").read_text())
+    results: dict[str, Any] = {}
+    results_file = path / RESULTS_FILE
+    if results_file.is_file():
+        try:
+            results = json.loads(results_file.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise RunError(f"{results_file} is damaged; delete it and re-evaluate the run "
+                           "(streamrec evaluate)") from None
     return Run(path, config, ds, split, model, results)

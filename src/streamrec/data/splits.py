@@ -33,6 +33,14 @@ from streamrec.data.dataset import Dataset, DatasetError
 
 TRAIN, VALID, TEST, DROPPED = 0, 1, 2, -1
 METHODS = ("loo", "temporal", "random", "given", "cold-items")
+#: the parameters each method accepts (besides ``seed``)
+PARAMS = {
+    "loo": (),
+    "temporal": ("valid_quantile", "test_quantile", "valid_time", "test_time"),
+    "random": ("ratios",),
+    "given": (),
+    "cold-items": ("cold_frac", "valid_frac"),
+}
 
 
 @dataclass
@@ -92,18 +100,62 @@ class Split:
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
+        """Read ``split.json`` and ``split.npz`` of a directory; a missing or damaged file is a
+        one-line :class:`~streamrec.data.dataset.DatasetError` naming it."""
         path = Path(path)
-        spec = json.loads((path / "split.json").read_text())
-        with np.load(path / "split.npz") as z:
-            assign = z["assign"]
-            cold = z["cold_items"] if "cold_items" in z else None
-        return cls(spec["method"], spec["params"], assign, cold, spec.get("stats", {}))
+        for name in ("split.json", "split.npz"):
+            if not (path / name).is_file():
+                raise DatasetError(f"{path / name} is missing: the run's split is lost; "
+                                   "retrain the run (streamrec train ... --overwrite)")
+        try:
+            spec = json.loads((path / "split.json").read_text())
+            method, params = spec["method"], spec["params"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise DatasetError(f"{path / 'split.json'} is damaged (not the JSON of a split); "
+                               "retrain the run (streamrec train ... --overwrite)") from None
+        try:
+            with np.load(path / "split.npz") as z:
+                assign = np.asarray(z["assign"])
+                cold = np.asarray(z["cold_items"]) if "cold_items" in z else None
+        except Exception:  # noqa: BLE001 - zip, pickle and value errors: all mean damaged
+            raise DatasetError(f"{path / 'split.npz'} is damaged (truncated or not a split "
+                               "archive); retrain the run (streamrec train ... --overwrite)"
+                               ) from None
+        return cls(method, params, assign, cold, spec.get("stats", {}))
+
+
+def default_split_spec(ds: Dataset) -> dict[str, Any]:
+    """``{"method": "given"}`` when the files came with a split, else leave-last-out."""
+    return {"method": "given"} if "given_split" in ds.inter else {"method": "loo"}
+
+
+def split_from_spec(ds: Dataset, spec: dict[str, Any]) -> Split:
+    """The split a run records as its spec: ``{"method": ..., "seed": ..., other params}``;
+    a spec without ``method`` takes :func:`default_split_spec`'s."""
+    spec = dict(spec)
+    method = spec.pop("method", default_split_spec(ds)["method"])
+    try:
+        seed = int(spec.pop("seed", 0))
+    except (TypeError, ValueError):
+        raise ValueError("split.seed must be an integer") from None
+    return make_split(ds, method, seed=seed, **spec)
 
 
 def make_split(ds: Dataset, method: str = "loo", seed: int = 0, **params: Any) -> Split:
     """Split ``ds`` with ``method`` (see the module docstring); deterministic for a seed."""
     if method not in METHODS:
         raise ValueError(f"unknown split method {method!r}; choose one of {', '.join(METHODS)}")
+    unknown = sorted(set(params) - set(PARAMS[method]))
+    if unknown:
+        accepted = ", ".join(PARAMS[method]) or "none besides seed"
+        raise ValueError(f"split option(s) {', '.join(unknown)} do not apply to the {method!r} "
+                         f"split; it accepts: {accepted}")
+    for name, value in params.items():
+        values = value if name == "ratios" and isinstance(value, list | tuple) else [value]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+                   for v in values):
+            raise ValueError(f"split.{name} must be a number{'s' if name == 'ratios' else ''}, "
+                             f"got {value!r}")
     n = ds.n_interactions
     if n == 0:
         raise DatasetError(f"dataset {ds.name!r} has no interactions to split")

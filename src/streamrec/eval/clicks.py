@@ -18,6 +18,7 @@ import torch
 from streamrec.data.clicks import click_arrays, click_split, resolve_split_method
 from streamrec.data.dataset import Dataset
 from streamrec.eval.metrics import auc, log_loss, log_loss_from_logits
+from streamrec.models.base import ClickModel, require
 
 TRUTH_FILE = Path("truth") / "impressions.npy"
 
@@ -47,12 +48,7 @@ def predict_click_logits(model: Any, users: np.ndarray, items: np.ndarray,
         u = torch.as_tensor(users[sl], dtype=torch.long, device=device)
         i = torch.as_tensor(items[sl], dtype=torch.long, device=device)
         x = torch.as_tensor(np.ascontiguousarray(features[sl]), device=device)
-        if hasattr(model, "click_logits"):
-            z = model.click_logits(u, i, x).double()
-        else:  # a model that only gives probabilities
-            p = model.score_clicks(u, i, x).double().clamp(1e-15, 1 - 1e-15)
-            z = torch.log(p) - torch.log1p(-p)
-        out[sl] = z.cpu().numpy()
+        out[sl] = model.click_logits(u, i, x).double().cpu().numpy()
     return out
 
 
@@ -79,7 +75,8 @@ def evaluate_clicks(
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
     t0 = time.perf_counter()
-    spec = dict(model.split_spec()) if hasattr(model, "split_spec") else {"method": "auto"}
+    require(model, ClickModel, "predict clicks of impressions")
+    spec = dict(model.split_spec())
     if split:
         spec.update(split)
     if seed is not None:
@@ -90,14 +87,12 @@ def evaluate_clicks(
     if len(part) == 0:
         raise ValueError(f"no {stage} impressions in the click split {spec}")
     y = part.clicked
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    was_training = model.training
+    model.eval()
     try:
         logits = predict_click_logits(model, part.user, part.item, part.features, batch_size)
     finally:
-        if was_training:
-            model.train()
+        model.train(was_training)
     metrics: dict[str, float] = {
         "auc": auc(y, logits),
         "logloss": log_loss_from_logits(y, logits),
@@ -119,11 +114,9 @@ def evaluate_clicks(
         "features": features or int(part.features.shape[1]),
         "oracle": "true click probabilities (truth/impressions.npy)" if truth_p is not None
         else None,
-        "model": getattr(model, "name", type(model).__name__),
+        "model": model.name,
+        **model.protocol(),
     }
-    fraction = getattr(getattr(model, "config", None), "train_fraction", 1.0)
-    if fraction < 1.0:
-        protocol["train_fraction"] = fraction
     return {
         "metrics": metrics,
         "evaluation": "click prediction",

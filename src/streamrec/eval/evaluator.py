@@ -24,6 +24,7 @@ import torch
 from streamrec.data.dataset import Dataset
 from streamrec.data.splits import Split
 from streamrec.eval.metrics import ALL_RANKING_METRICS, RankingAccumulator
+from streamrec.models.base import CapabilityError, ClickModel
 
 
 def _mask_rows(scores: torch.Tensor, rows: sp.csr_matrix) -> None:
@@ -111,6 +112,10 @@ def evaluate_ranking(
 ) -> dict[str, Any]:
     """Evaluate a recommender on one stage of a split, by full ranking unless ``sampled``.
 
+    ``model`` is a :class:`~streamrec.models.base.Recommender` (or any object with its
+    ``score``, ``device``, ``n_items`` and ``name``, such as a wrapper that restricts the
+    candidates).
+
     Returns ``{"metrics": {"recall@20": ..., ...}, "protocol": {...}, "seconds": ...}`` where
     the protocol names the dataset, split, stage, candidate set, masking, K and the number of
     users evaluated. ``max_users`` evaluates a deterministic random subset of users (labelled).
@@ -120,6 +125,12 @@ def evaluate_ranking(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError("ks must be positive integers")
+    if sampled is not None and (isinstance(sampled, bool) or int(sampled) != sampled
+                                or sampled < 1):
+        raise ValueError(f"sampled must be a positive number of negatives, got {sampled!r}")
+    if isinstance(model, ClickModel):
+        raise CapabilityError(f"{model.name} is a click model: it is evaluated by AUC on "
+                              "held-out impressions, not by ranking the catalogue")
     t0 = time.perf_counter()
     history = split.history(ds, stage)
     seen = history.csr()
@@ -167,7 +178,7 @@ def evaluate_ranking(
         "users_evaluated": int(len(users)),
         "users_eligible": int(n_eligible),
         "users_without_history": int((~has_history).sum()),
-        "model": getattr(model, "name", type(model).__name__),
+        "model": model.name,
     }
     result = {k: float(v) for k, v in acc.result().items()}
     evaluation = (
@@ -189,20 +200,26 @@ def evaluate_model(
     split: Split,
     stage: str = "test",
     ks: Sequence[int] = (10, 20),
+    sampled: int | None = None,
+    batch_size: int = 1024,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Evaluate any model by its task: full ranking for ``ranking`` models, AUC / log-loss on
-    the held-out impressions for ``click`` models (see :mod:`streamrec.eval.clicks`)."""
-    task = getattr(model, "task", "ranking")
-    if task == "click":
+    """Evaluate any model by its task: full ranking (or ``sampled``) for a
+    :class:`~streamrec.models.base.Recommender`, AUC / log-loss on the held-out impressions for
+    a :class:`~streamrec.models.base.ClickModel` (see :mod:`streamrec.eval.clicks`)."""
+    if isinstance(model, ClickModel):
+        if sampled is not None:
+            raise ValueError("sampled evaluation applies to ranking models only; "
+                             f"{model.name} is evaluated by AUC on held-out impressions")
         from streamrec.eval.clicks import evaluate_clicks
 
         return evaluate_clicks(model, ds, stage, **kwargs)
-    return evaluate_ranking(model, ds, split, stage, ks, **kwargs)
+    return evaluate_ranking(model, ds, split, stage, ks, batch_size=batch_size, sampled=sampled,
+                            **kwargs)
 
 
 def has_stage(model: Any, ds: Dataset, split: Split, stage: str) -> bool:
     """Whether there is anything to evaluate on ``stage`` for this model's task."""
-    if getattr(model, "task", "ranking") == "click":
+    if isinstance(model, ClickModel):
         return ds.impressions is not None
     return bool(split.mask(stage).any())

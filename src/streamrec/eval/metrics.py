@@ -599,3 +599,20 @@ def log_loss_from_logits(y_true: np.ndarray, logits: np.ndarray) -> float:
         raise ValueError("logits contain NaN")
     losses = np.maximum(z, 0.0) - y * z + np.log1p(np.exp(-np.abs(z)))
     return float(losses.mean())
+
+
+# ---------------------------------------------------------------------------- neighbours
+def category_precision(
+    neighbours: np.ndarray, categories: np.ndarray, queries: np.ndarray
+) -> float:
+    """Mean share of each query item's neighbours [Q, k] that share its category.
+
+    neighbours: int [Q, k] item ids; categories: int [n_items]; queries: int [Q] item ids.
+    """
+    return float((categories[neighbours] == categories[np.asarray(queries)][:, None]).mean())
+
+
+def neighbour_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean ``|A_q ∩ B_q| / k`` of two neighbour lists [Q, k] of the same queries."""
+    k = a.shape[1]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))

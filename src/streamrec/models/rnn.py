@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from streamrec.common import at_least
 from streamrec.data.dataset import Dataset
 from streamrec.models.sequential import SequentialConfig, SequentialRecommender
 
@@ -28,6 +29,10 @@ class RNNConfig(SequentialConfig):
     hidden: int = 128
     n_layers: int = 1
     dropout: float = 0.3  # embedding dropout
+
+    def check(self) -> list[str]:
+        return [*super().check(), *at_least("hidden", self.hidden, 1),
+                *at_least("n_layers", self.n_layers, 1)]
 
 
 def realign(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,10 @@ states [B, L, d]. Everything else is here:
   evaluation is unaffected; it matters when seen items are candidates (as in RecBole's ranking);
 * **score**: the hidden state at the last position (always the most recent event, thanks to the
   left padding) against every item embedding, from the user's most recent ``max_len`` events in
-  ``history``; :meth:`recommend_session` does the same for an ad-hoc list of item ids.
+  ``history``; :meth:`SequentialRecommender.score_session` does the same for an ad-hoc session
+  (the :class:`~streamrec.models.base.SessionRecommender` capability);
+* **item embeddings**: the item table without its padding row, [n_items, d_model], row ``i`` =
+  internal item ``i`` (the :class:`~streamrec.models.base.ItemEmbedder` capability).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import ENGAGEMENT_TYPES, Dataset
 from streamrec.data.sequences import (
     SequenceBatch,
@@ -53,7 +57,13 @@ from streamrec.data.sequences import (
     pad_session,
     user_sequences,
 )
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.base import (
+    ItemEmbedder,
+    ModelConfig,
+    Recommender,
+    Session,
+    SessionRecommender,
+)
 
 
 @dataclass
@@ -72,6 +82,19 @@ class SequentialConfig(ModelConfig):
     session_gap_minutes: float | None = None  # cut histories at inactivity gaps (None: no cut)
     init_std: float = 0.02
     repeat_bias: bool = True  # a learned logit offset for items already in the input sequence
+
+    def check(self) -> list[str]:
+        return [
+            *at_least("d_model", self.d_model, 1),
+            *at_least("max_len", self.max_len, 1),
+            *in_range("dropout", self.dropout, 0, 1, high_open=True),
+            *one_of("loss", self.loss, ("ce", "sampled")),
+            *at_least("n_negatives", self.n_negatives, 1),
+            *one_of("proposal", self.proposal, ("uniform", "pop")),
+            *at_least("pop_alpha", self.pop_alpha, 0),
+            *at_least("session_gap_minutes", self.session_gap_minutes, 0, strict=True),
+            *at_least("init_std", self.init_std, 0, strict=True),
+        ]
 
 
 def first_positions(items: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -131,7 +154,7 @@ def leading_padding(items: torch.Tensor) -> int:
     return int(real.to(torch.int8).argmax())
 
 
-class SequentialRecommender(Recommender):
+class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
     """Base class of next-item models; subclasses implement :meth:`encode`."""
 
     name = "sequential"
@@ -146,10 +169,6 @@ class SequentialRecommender(Recommender):
 
     def __init__(self, config: SequentialConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        if config.loss not in ("ce", "sampled"):
-            raise ValueError(f"unknown loss {config.loss!r}; choose ce or sampled")
-        if config.proposal not in ("uniform", "pop"):
-            raise ValueError(f"unknown proposal {config.proposal!r}; choose uniform or pop")
         d = config.d_model
         self.item_emb = nn.Embedding(self.n_items + 1, d, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=config.init_std)
@@ -206,6 +225,11 @@ class SequentialRecommender(Recommender):
     def output_weight(self) -> torch.Tensor:
         """Item embeddings [n_items, d] used as the output layer (tied to the input)."""
         return self.item_emb.weight[1:]
+
+    def item_embeddings(self) -> torch.Tensor:
+        """The item table without the padding row, [n_items, d_model]: row ``i`` is internal
+        item ``i`` (input id ``i + 1``), the vectors the scores are dot products with."""
+        return self.output_weight()
 
     # ------------------------------------------------------------------ training
     def training_sequences(self, train: Dataset) -> SequenceBatch:
@@ -299,6 +323,11 @@ class SequentialRecommender(Recommender):
         category = None if category is None else category[:, cut:]
         engagement = None if engagement is None else engagement[:, cut:]
         h = self.encode(items, category, engagement)[:, -1]  # left padding: the latest event
+        return self.scores_from_hidden(h, items)
+
+    def scores_from_hidden(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_items] of last hidden states ``h`` [B, d] of padded sequences
+        ``items`` [B, L]: ``h · e_i`` plus the repeat bias on the items of the sequence."""
         scores = h @ self.output_weight().T
         if self.repeat is not None:  # every item of the sequence (padding id 0 dropped)
             seen = torch.zeros(len(items), self.n_items + 1, dtype=torch.bool, device=items.device)
@@ -318,25 +347,35 @@ class SequentialRecommender(Recommender):
         seqs = self.history_sequences(users.cpu().numpy(), history)
         return self.scores_of(seqs)
 
-    @torch.no_grad()
-    def recommend_session(
-        self, item_ids: list[int] | np.ndarray, engagement: list[int] | np.ndarray | None = None
-    ) -> torch.Tensor:
-        """Scores [n_items] for an ad-hoc session of 0-based internal item ids (oldest first).
+    # ------------------------------------------------------------------ sessions
+    def recent_session(self, user: int, history: Dataset) -> Session:
+        """The user's last ``max_len`` events in ``history`` (what :meth:`score` reads)."""
+        seqs = self.history_sequences(np.array([user]), history)
+        real = seqs.items[0] > 0
+        engagement = None
+        if seqs.engagement is not None:
+            engagement = seqs.engagement[0][real].astype(np.int64) - 1
+        return Session(seqs.items[0][real].astype(np.int64) - 1, engagement)
 
-        engagement: optional per-event engagement ids (0 = click ... 4 = share).
-        """
-        items = np.asarray(item_ids, dtype=np.int64)
+    def session_batch(self, session: Session) -> SequenceBatch:
+        """One padded sequence [1, max_len] of a session of internal ids (checked)."""
+        items = np.asarray(session.items, dtype=np.int64)
         if items.ndim != 1 or len(items) == 0:
-            raise ValueError("a session needs at least one item id")
+            raise ValueError("a session needs at least one item")
         if items.min() < 0 or items.max() >= self.n_items:
-            raise ValueError(f"item ids must be in 0..{self.n_items - 1}")
+            raise ValueError(f"session item ids must be in 0..{self.n_items - 1}")
         cats = self.item_category.cpu().numpy() if self.use_category else None
-        seqs = pad_session(items, self.config.max_len, cats, engagement)
+        eng = None if session.engagement is None or not self.use_engagement else session.engagement
+        return pad_session(items, self.config.max_len, cats, eng)
+
+    @torch.no_grad()
+    def score_session(self, session: Session) -> torch.Tensor:
+        """Scores [n_items] of the next item after an ad-hoc session (eval mode)."""
+        batch = self.session_batch(session)
         was = self.training
         self.eval()
         try:
-            return self.scores_of(seqs)[0]
+            return self.scores_of(batch)[0]
         finally:
             self.train(was)
 
@@ -360,26 +399,3 @@ def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
     return table
-
-
-def session_recommendations(
-    run: Any, item_ids: list[str], k: int = 10, exclude_seen: bool = True
-) -> list[dict[str, Any]]:
-    """Top-``k`` items for an ad-hoc session of **original** item ids (oldest first).
-
-    ``run`` is a :class:`streamrec.run.Run` of a session model; the session's own items are
-    not recommended unless ``exclude_seen=False``. Returns
-    ``[{"rank", "item", "score", ("title", "category")}, ...]`` like ``Run.recommend``.
-    """
-    model = run.model
-    if not hasattr(model, "recommend_session"):
-        raise ValueError(
-            f"{run.config['model']} is not a session model; use gru, lstm or transformer"
-        )
-    ds = run.dataset
-    items = np.array([ds.item_index(i) for i in item_ids], dtype=np.int64)
-    scores = model.recommend_session(items).clone()
-    if exclude_seen:
-        scores[torch.as_tensor(items, device=scores.device)] = float("-inf")
-    top = torch.topk(scores, min(k, len(scores)))
-    return ds.item_rows(top.indices.cpu().numpy(), top.values.cpu().numpy())

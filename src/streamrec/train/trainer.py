@@ -1,6 +1,6 @@
 """The one training loop for every torch model of StreamRec.
 
-:class:`Trainer` drives any :class:`~streamrec.models.base.Recommender` through its contract
+:class:`Trainer` drives any :class:`~streamrec.models.base.Model` through its contract
 (``batches`` / ``loss`` for trainable models, ``fit`` for closed-form ones), with
 
 * an optimizer and a per-step LR schedule (:mod:`streamrec.train.schedules`),
@@ -23,33 +23,41 @@ See ``docs/training.md`` for the options table and the checkpoint format.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from streamrec.common import resolve_device, write_text_atomic
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import Recommender
-from streamrec.train.schedules import OPTIMIZERS, SCHEDULES, make_optimizer, make_scheduler
+from streamrec.models.base import Model, Validate
+from streamrec.train.checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    cpu_state_dict,
+    get_rng_states,
+    json_line,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+    set_rng_states,
+)
+from streamrec.train.config import TrainConfig
+from streamrec.train.schedules import make_optimizer, make_scheduler
 
-CHECKPOINT_FORMAT = "streamrec-checkpoint/1"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
-WEIGHTS_FILE = "model.safetensors"
 CURVE_FILE = "training_curve.png"
 
 #: config fields that may differ between an interrupted run and its resumption (they do not
 #: change what is computed).
-RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epochs"})
-
-Validate = Callable[[Recommender], Mapping[str, float]]
+RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epochs",
+                                "diagnostics"})
 
 
 #: Validation metrics shown on each epoch line besides the early-stopping metric.
@@ -62,98 +70,6 @@ class TrainingInterrupted(RuntimeError):
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-# ======================================================================== config
-@dataclasses.dataclass
-class TrainConfig:
-    """Options of the training loop (see ``docs/training.md`` for the full table)."""
-
-    epochs: int = 20
-    batch_size: int = 1024
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    step_size: int = 10
-    gamma: float = 0.1
-    min_lr_ratio: float = 0.0
-    clip_norm: float | None = None
-    patience: int = 5
-    valid_metric: str = "ndcg@20"
-    metric_mode: str = "max"
-    eval_every: int = 1
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
-    threads: int | None = None
-    #: internal/testing: raise TrainingInterrupted after this many epochs of one fit() call
-    stop_after_epochs: int | None = None
-
-    def __post_init__(self) -> None:
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        self.optimizer = str(self.optimizer).lower()
-        self.schedule = str(self.schedule).lower()
-        self.metric_mode = str(self.metric_mode).lower()
-        problems = []
-        if int(self.epochs) < 1:
-            problems.append(f"epochs must be >= 1, got {self.epochs}")
-        if int(self.batch_size) < 1:
-            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
-                            f"{self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got "
-                            f"{self.schedule!r}")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            problems.append(f"warmup_epochs must be in [0, epochs={self.epochs}], got "
-                            f"{self.warmup_epochs}")
-        if int(self.step_size) < 1:
-            problems.append(f"step_size must be >= 1, got {self.step_size}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            problems.append(f"clip_norm must be > 0 or None, got {self.clip_norm}")
-        if int(self.patience) < 0:
-            problems.append(f"patience must be >= 0 (0 = off), got {self.patience}")
-        if self.metric_mode not in ("max", "min"):
-            problems.append(f"metric_mode must be 'max' or 'min', got {self.metric_mode!r}")
-        if int(self.eval_every) < 1:
-            problems.append(f"eval_every must be >= 1, got {self.eval_every}")
-        if int(self.seed) < 0:
-            problems.append(f"seed must be >= 0, got {self.seed}")
-        if self.threads is not None and int(self.threads) < 1:
-            problems.append(f"threads must be >= 1 or None, got {self.threads}")
-        if self.stop_after_epochs is not None and int(self.stop_after_epochs) < 1:
-            problems.append(f"stop_after_epochs must be >= 1 or None, got "
-                            f"{self.stop_after_epochs}")
-        if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options as a JSON-able dict (``betas`` as a list)."""
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a dict, rejecting unknown keys with a clear message."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown train option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-            )
-        return cls(**dict(values))
 
 
 @dataclasses.dataclass
@@ -209,15 +125,6 @@ class Callback:
 
 
 # ======================================================================== helpers
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as torch reads it."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Move a batch to ``device``: tensors and numpy arrays, recursively inside tuples
     (named tuples too), lists and dicts; everything else is returned as is."""
@@ -241,133 +148,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the model's tensors: contiguous, each with its own storage (so tied /
-    shared weights save to safetensors), detached from the live parameters."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        if isinstance(v, torch.Tensor):
-            out[k] = v.detach().to("cpu", copy=True).contiguous()
-    return out
-
-
-def save_weights(state: Mapping[str, torch.Tensor], path: str | Path,
-                 metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a state dict to a safetensors file atomically (tmp file, then ``os.replace``)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for k, v in state.items():
-        t = v.detach()
-        if t.device.type != "cpu":
-            t = t.to("cpu")
-        ptr = t.untyped_storage().data_ptr()
-        if ptr in seen or not t.is_contiguous():
-            t = t.clone().contiguous()
-        if t.numel():
-            seen.add(ptr)
-        tensors[k] = t
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=dict(metadata or {"format": "pt"}))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically: a temporary sibling, fsync, then ``os.replace``,
-    so an interruption leaves the previous checkpoint intact."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
-
-    Loaded with ``weights_only=True``: a checkpoint holds only tensors and plain Python data.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a StreamRec checkpoint ({CHECKPOINT_FORMAT})")
-    return state
-
-
-def get_rng_states() -> dict[str, Any]:
-    """The global RNG states: python ``random``, numpy's global generator, torch CPU/CUDA."""
-    np_state = np.random.get_state()
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: Mapping[str, Any]) -> None:
-    """Restore what :func:`get_rng_states` returned."""
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        cuda = states["cuda"]
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file."""
-    lines = Path(path).read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _json_line(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, default=_json_default) + "\n"
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, torch.Tensor) and o.numel() == 1:
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o)}")
-
-
 def _fmt(v: float | None, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -389,7 +169,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: Recommender,
+        model: Model,
         train: Dataset,
         cfg: TrainConfig,
         run_dir: str | Path | None = None,
@@ -454,7 +234,7 @@ class Trainer:
         t0 = time.perf_counter()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        self.model.fit(self.train_data)
+        self.model.fit(self.train_data, self.validate)
         logs = self._run_validation()
         seconds = time.perf_counter() - t0
         record = {"epoch": 0, "loss": None, "lr": None, "grad_norm": None,
@@ -464,7 +244,7 @@ class Trainer:
         self.best_epoch = 0
         self.best_metric = logs.get(self.cfg.valid_metric) if logs else None
         if self.run_dir is not None:
-            _write_text_atomic(self._path(METRICS_FILE), _json_line(record))
+            write_text_atomic(self._path(METRICS_FILE), json_line(record))
             save_weights(cpu_state_dict(self.model), self._path(WEIGHTS_FILE),
                          {"format": "pt", "epoch": "0"})
         metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in self._summary(logs or {}).items())
@@ -573,7 +353,7 @@ class Trainer:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
-            disable=not cfg.progress,
+            disable=not (cfg.progress and self.console.is_terminal),
         )
         with progress:
             task = progress.add_task("train", total=self.steps_per_epoch, epoch=epoch,
@@ -644,7 +424,7 @@ class Trainer:
         self.history.append(record)
         if self.run_dir is not None:
             with open(self._path(METRICS_FILE), "a") as f:
-                f.write(_json_line(record))
+                f.write(json_line(record))
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, record)
         return record
@@ -776,8 +556,8 @@ class Trainer:
         if diffs:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diffs)
             raise ValueError(
-                f"cannot resume {path}: the training config changed ({detail}); an exact "
-                "resume needs the same options (only progress, threads, device and "
+                f"cannot resume {path}: the training options changed ({detail}); an exact "
+                "resume needs the same options (only progress, threads, device, diagnostics and "
                 "stop_after_epochs may change)"
             )
         assert self.optimizer is not None and self.scheduler is not None
@@ -795,7 +575,7 @@ class Trainer:
         self.history = list(state["history"])
         self.train_seconds = float(state["train_seconds"])
         set_rng_states(state["rng"])
-        _write_text_atomic(self._path(METRICS_FILE), "".join(_json_line(r) for r in self.history))
+        write_text_atomic(self._path(METRICS_FILE), "".join(json_line(r) for r in self.history))
         self.console.print(
             f"resumed {self.run_dir} after epoch {self.epoch} "
             f"(best {_fmt(self.best_metric)} at epoch {self.best_epoch})",
@@ -832,7 +612,7 @@ class Trainer:
 
 
 def train_model(
-    model: Recommender,
+    model: Model,
     train: Dataset,
     cfg: TrainConfig,
     run_dir: str | Path | None = None,

@@ -1,8 +1,9 @@
-"""Approximate nearest-neighbour (ANN) retrieval over item vectors with FAISS (M5).
+"""Approximate nearest-neighbour (ANN) retrieval over item vectors with FAISS.
 
-A two-tower model maps users and items into one space where the score is the inner product
-``<u, v>`` of L2-normalised vectors (so inner product = cosine). Retrieval is maximum
-inner-product search: the ``k`` items with the largest ``<u, v_i>``. Three index types:
+A :class:`~streamrec.models.base.VectorRetriever` (the two-tower model, MF) maps users and
+items into one space where the score is the inner product ``<u, v>`` (for the two-tower, of
+L2-normalised vectors, so inner product = cosine). Retrieval is maximum inner-product search:
+the ``k`` items with the largest ``<u, v_i>``. Three index types:
 
 ``flat``  exact search (``IndexFlatIP``): every query is compared with every item,
           ``O(n d)`` per query. The reference the others are judged against.
@@ -19,7 +20,8 @@ inner-product search: the ``k`` items with the largest ``<u, v_i>``. Three index
 
 :class:`ItemIndex` bundles an index with its parameters; it searches with an exclusion list
 per query (the user's already-seen items are over-fetched and dropped), and saves to / loads
-from one ``.faiss`` file plus a JSON sidecar. :func:`retrieve` is the Python API of
+from one ``.faiss`` file plus a JSON sidecar. :func:`run_index` builds a run's index on first
+use and keeps it in ``RUN/index/KIND.faiss``; :func:`retrieve` is the Python API of
 ``streamrec retrieve RUN --user ID -k 100``. FAISS is imported inside the functions, so
 importing this module is cheap.
 """
@@ -33,6 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamrec.models.base import VectorRetriever, require
+from streamrec.run import as_run
+from streamrec.serve.embeddings import item_matrix, user_matrix
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
 
@@ -69,8 +75,9 @@ class IndexParams:
 def _faiss() -> Any:
     try:
         import faiss
-    except ImportError as e:  # pragma: no cover - faiss is a dependency of the ann extra
-        raise ImportError("the ANN index needs faiss (pip install 'streamrec[ann]')") from e
+    except ImportError:
+        raise ImportError("the ANN index needs the optional package 'faiss', which is not "
+                          "installed: pip install 'streamrec[ann]'") from None
     return faiss
 
 
@@ -217,41 +224,36 @@ def recall_against_exact(approx: np.ndarray, exact: np.ndarray) -> float:
 
 # ====================================================================== run-level API
 def index_path(run_dir: str | Path, kind: str) -> Path:
-    """Where a run keeps its index of ``kind``: ``RUN/extra/index-KIND.faiss``."""
-    return Path(run_dir) / "extra" / f"index-{kind}.faiss"
+    """Where a run keeps its index of ``kind``: ``RUN/index/KIND.faiss`` (+ ``.json``)."""
+    return Path(run_dir) / "index" / f"{kind}.faiss"
 
 
-def _as_run(run: Any) -> Any:
-    if isinstance(run, str | Path):
-        from streamrec.run import load_run
-
-        return load_run(run)
-    return run
+def index_params(model: Any, kind: str | None = None) -> IndexParams:
+    """The :class:`IndexParams` of a :class:`~streamrec.models.base.VectorRetriever`: its own
+    :meth:`~streamrec.models.base.VectorRetriever.index_options`, with ``kind`` replaced."""
+    require(model, VectorRetriever, "retrieve from an ANN index")
+    options = dict(model.index_options())
+    if kind is not None:
+        options["kind"] = kind
+    return IndexParams(**options)
 
 
 def run_index(run: Any, kind: str | None = None, save: bool = True) -> ItemIndex:
-    """The run's item index of ``kind`` (default: the one built at the end of training).
+    """The run's item index of ``kind`` (default: the model's own ``index`` option).
 
-    Loaded from the run directory when it is there; otherwise built from the model's item
-    vectors with the model's index parameters (and saved beside the others when ``save``).
+    Loaded from ``RUN/index/`` when it is there; otherwise built from the model's item vectors
+    (and saved there when ``save``). Indexes are kept on the :class:`~streamrec.run.Run`, so a
+    process builds each one once.
     """
-    model = run.model
-    if not hasattr(model, "index_params"):
-        raise ValueError(
-            f"model {run.config.get('model')!r} has no item tower; retrieval needs two-tower"
-        )
-    params = model.index_params(kind)
-    cache = getattr(run, "_indexes", None)
-    if cache is None:
-        cache = {}
-        run._indexes = cache
+    params = index_params(run.model, kind)
+    cache = run.cache.setdefault("indexes", {})
     if params.kind in cache:
         return cache[params.kind]
     path = index_path(run.path, params.kind) if run.path is not None else None
     if path is not None and path.is_file():
         idx = ItemIndex.load(path)
     else:
-        idx = ItemIndex.build(model.item_vectors_numpy(), params)
+        idx = ItemIndex.build(item_matrix(run.model), params)
         if save and path is not None:
             idx.save(path)
     cache[params.kind] = idx
@@ -268,15 +270,15 @@ def retrieve_users(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` items of internal ``users`` [U] through the run's ANN index (batched).
 
-    The user tower reads the history visible at ``stage`` (train + valid for ``test``), and
+    The user vectors read the history visible at ``stage`` (train + valid for ``test``), and
     the items in that history are filtered out when ``exclude_seen``. Returns
     ``(items int64 [U, k], scores float32 [U, k])`` with ``-1`` for missing slots.
     """
-    run = _as_run(run)
+    run = as_run(run)
     idx = run_index(run, index)
     history = run.split.history(run.dataset, stage)
     users = np.asarray(users, dtype=np.int64)
-    queries = run.model.user_vectors_numpy(users, history)
+    queries = user_matrix(run.model, users, history)
     exclude = None
     if exclude_seen:
         seen = history.csr()
@@ -295,10 +297,10 @@ def retrieve(
     """Top-``k`` items for an original user id from the run's ANN index.
 
     ``run``: a :class:`~streamrec.run.Run` or a run directory; ``index``: ``flat``, ``hnsw``,
-    ``ivf`` or ``None`` (the index built with the run). Returns ``[{"rank", "item", "score",
-    "title"?, "category"?}, ...]``, best first, without the user's seen items.
+    ``ivf`` or ``None`` (the model's own). Returns ``[{"rank", "item", "score", "title"?,
+    "category"?}, ...]``, best first, without the user's seen items.
     """
-    run = _as_run(run)
+    run = as_run(run)
     ds = run.dataset
     u = ds.user_index(user)
     items, scores = retrieve_users(run, np.array([u]), k, index, exclude_seen, stage)

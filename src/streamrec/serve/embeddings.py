@@ -1,14 +1,17 @@
-"""Item embeddings out of a run: export to a file, nearest neighbours, neighbour quality.
+"""Item embeddings out of a run: export to a file, nearest neighbours.
 
-* :func:`item_embedding_matrix` — the [n_items, d] item embeddings of a model: a content
-  model's text embeddings (``item_embeddings()``), or a factor model's item table
-  (``item_emb``);
+* :func:`item_matrix` — the [n_items, d] item embeddings of an
+  :class:`~streamrec.models.base.ItemEmbedder` as a numpy array (a one-line
+  :class:`~streamrec.models.base.CapabilityError` for a model that has none), and
+  :func:`user_matrix` the user vectors of a :class:`~streamrec.models.base.VectorRetriever`;
 * :func:`export_embeddings` — write them with the **original** item ids, as Parquet (columns
   ``item_id`` string, ``embedding`` fixed-size list of float32) or as ``.npy`` with a sidecar
   ``<name>.ids.json`` (``{"item_ids": [...], ...}``); :func:`load_embeddings` reads either back;
 * :func:`nearest_neighbours` — top-k cosine neighbours of items (each item itself excluded);
-* :func:`similar_items` — the neighbours of one original item id, with title and category;
-* :func:`category_precision` / :func:`neighbour_overlap` — the M3 neighbour-quality measures.
+* :func:`similar_items` — the neighbours of one original item id, with title and category.
+
+The neighbour-quality measures (category precision, overlap with reference neighbours) are
+metrics: :mod:`streamrec.eval.metrics`.
 """
 
 from __future__ import annotations
@@ -21,37 +24,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamrec.models.base import ItemEmbedder, VectorRetriever, require
+from streamrec.run import as_run
+
 EMBEDDING_FORMATS = (".parquet", ".npy")
 
 
-def _as_run(run: Any) -> Any:
-    if isinstance(run, str | Path):
-        from streamrec.run import load_run
+@torch.no_grad()
+def item_matrix(model: Any) -> np.ndarray:
+    """Item embeddings of ``model`` as float32 [n_items, d] (row ``i`` = internal item ``i``),
+    computed in eval mode. :class:`~streamrec.models.base.CapabilityError` if the model is not
+    an :class:`~streamrec.models.base.ItemEmbedder`."""
+    require(model, ItemEmbedder, "give item embeddings")
+    was = model.training
+    model.eval()
+    try:
+        emb = model.item_embeddings()
+    finally:
+        model.train(was)
+    return emb.detach().float().cpu().numpy()
 
-        return load_run(run)
-    return run
 
-
-def item_embedding_matrix(model: Any) -> np.ndarray:
-    """Item embeddings of ``model`` as float32 [n_items, d].
-
-    Content models (``item_embeddings()``) and factor models with an ``item_emb`` table are
-    supported; anything else raises ``ValueError``.
-    """
-    with torch.no_grad():
-        if hasattr(model, "item_embeddings"):
-            was = model.training
-            model.eval()
-            emb = model.item_embeddings()
-            model.train(was)
-        elif isinstance(getattr(model, "item_emb", None), torch.nn.Embedding):
-            emb = model.item_emb.weight
-        else:
-            raise ValueError(
-                f"model {getattr(model, 'name', type(model).__name__)!r} has no item embeddings "
-                "(content models cnn-text, tfidf-svd, minilm and factor models such as mf do)"
-            )
-        return emb.detach().float().cpu().numpy()
+@torch.no_grad()
+def user_matrix(
+    model: Any, users: np.ndarray, history: Any, batch_size: int = 4096
+) -> np.ndarray:
+    """User vectors float32 [len(users), d] of a :class:`~streamrec.models.base.VectorRetriever`
+    from ``history``, in eval mode and batches."""
+    require(model, VectorRetriever, "give user vectors")
+    was = model.training
+    model.eval()
+    try:
+        u = torch.as_tensor(np.asarray(users, dtype=np.int64), device=model.device)
+        chunks = [model.user_embeddings(u[s : s + batch_size], history).float().cpu()
+                  for s in range(0, len(u), batch_size)]
+    finally:
+        model.train(was)
+    if not chunks:
+        return np.zeros((0, item_matrix(model).shape[1]), dtype=np.float32)
+    return torch.cat(chunks).numpy()
 
 
 def export_embeddings(run: Any, out: str | Path, normalize: bool = False) -> Path:
@@ -61,11 +72,11 @@ def export_embeddings(run: Any, out: str | Path, normalize: bool = False) -> Pat
     ``item_id``, ``embedding``) or ``*.npy`` (array [n_items, d], row ``i`` = ``item_ids[i]``
     of the sidecar ``*.ids.json``). normalize: L2-normalise the rows first.
     """
-    run = _as_run(run)
+    run = as_run(run)
     out = Path(out)
     if out.suffix not in EMBEDDING_FORMATS:
         raise ValueError(f"{out}: the embedding file must end in .parquet or .npy")
-    emb = item_embedding_matrix(run.model)
+    emb = item_matrix(run.model)
     if normalize:
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     ids = [str(i) for i in run.dataset.item_ids]
@@ -141,29 +152,16 @@ def nearest_neighbours(
     return nbr, cos
 
 
-def category_precision(
-    neighbours: np.ndarray, categories: np.ndarray, queries: np.ndarray
-) -> float:
-    """Mean share of each query's neighbours [Q, k] that share its category."""
-    return float((categories[neighbours] == categories[np.asarray(queries)][:, None]).mean())
-
-
-def neighbour_overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean |A_q ∩ B_q| / k of two neighbour lists [Q, k] of the same queries."""
-    k = a.shape[1]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
-
-
 def similar_items(run: Any, item_id: str | int, k: int = 10) -> list[dict[str, Any]]:
     """The ``k`` items most similar to original item ``item_id`` by embedding cosine.
 
     Returns ``[{"rank", "item", "cosine", "title"?, "category"?, "category_name"?}, ...]``,
     best first, the item itself excluded. ``KeyError`` for an unknown id.
     """
-    run = _as_run(run)
+    run = as_run(run)
     ds = run.dataset
     i = ds.item_index(item_id)
-    emb = item_embedding_matrix(run.model)
+    emb = item_matrix(run.model)
     nbr, cos = nearest_neighbours(emb, k, queries=np.array([i]))
     names = ds.meta.get("categories")
     out = ds.item_rows(nbr[0], cos[0], score_key="cosine")

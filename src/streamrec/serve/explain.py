@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamrec.models.base import Explainer, Session, require
+
 
 def attention_rollout(attn: torch.Tensor) -> torch.Tensor:
     """Rollout of per-layer attention [n_layers, H, L, L] -> [L, L] (rows sum to 1).
@@ -55,49 +57,38 @@ def _item_row(ds: Any, i: int) -> dict[str, Any]:
 @torch.no_grad()
 def explain_session(
     run: Any,
-    items: np.ndarray,
-    engagement: np.ndarray | None = None,
+    session: Session,
     k: int = 10,
     rollout: bool = False,
     top_past: int = 5,
     exclude: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Explain the top-``k`` recommendations for a session of internal item ids (oldest first).
+    """Explain the top-``k`` recommendations after a session of internal item ids (oldest
+    first) of an :class:`~streamrec.models.base.Explainer` run (the transformer).
 
     exclude: internal item ids never recommended (default: the session's items).
     Returns the dict described in the module docstring (original ids in it).
     """
-    from streamrec.data.sequences import pad_session
-
     model = run.model
-    if not hasattr(model, "explain"):
-        raise ValueError(
-            f"{run.config['model']} has no attention to explain; train a `transformer` run"
-        )
+    require(model, Explainer, "explain its recommendations by attention")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     ds = run.dataset
-    items = np.asarray(items, dtype=np.int64)
-    if len(items) == 0:
+    if len(session.items) == 0:
         raise ValueError("the session is empty: nothing to explain")
-    cats = model.item_category.cpu().numpy() if model.use_category else None
-    seqs = pad_session(items, model.config.max_len, cats, engagement)
-    tensors = model._tensors(seqs)
-    scores, attn = model.explain(*tensors)  # [1, n_items], [n_layers, 1, H, L, L]
-    attn = attn[:, 0]  # [n_layers, H, L, L]
-    n = int((seqs.items[0] > 0).sum())
-    L = attn.shape[-1]
+    scores, attn = model.explain_session(session)  # [n_items], [n_layers, H, n, n]
+    n = attn.shape[-1]
     matrix = attention_rollout(attn) if rollout else attn[-1].mean(0)
-    matrix = matrix[L - n :, L - n :]  # the real positions only (padding gets no attention)
-    matrix = matrix / matrix.sum(-1, keepdim=True)  # exact row sums of 1 after the crop
     weights = matrix[-1].cpu().numpy()  # [n]: the last position's row
-    past = items[-n:]
+    past = np.asarray(session.items, dtype=np.int64)[-n:]
 
-    scores = scores[0].clone()
+    scores = scores.clone()
     excl = past if exclude is None else np.asarray(exclude, dtype=np.int64)
     if len(excl):
-        scores[torch.as_tensor(excl)] = float("-inf")
+        scores[torch.as_tensor(excl, device=scores.device)] = float("-inf")
     kk = min(k, int(torch.isfinite(scores).sum()))
     top = torch.topk(scores, kk)
-    emb = torch.nn.functional.normalize(model.output_weight(), dim=-1)
+    emb = torch.nn.functional.normalize(model.item_embeddings(), dim=-1)
     order = np.argsort(-weights, kind="stable")[:top_past]
     recs = []
     for rank, (i, s) in enumerate(zip(top.indices.tolist(), top.values.tolist()), start=1):
@@ -127,22 +118,19 @@ def explain_user(
 ) -> dict[str, Any]:
     """Explain the top-``k`` recommendations of a user (original id) of a transformer run.
 
-    The session is the user's most recent ``max_len`` events visible at ``stage`` (default:
-    training + validation); the user's seen items are not recommended. See the module
+    The session is the user's most recent events visible at ``stage`` (default: training +
+    validation) that the model reads; the user's seen items are not recommended. See the module
     docstring for what is returned (plus ``user``).
     """
     model = run.model
+    require(model, Explainer, "explain its recommendations by attention")
     u = run.dataset.user_index(user_id)
     history = run.split.history(run.dataset, stage)
-    seqs = model.history_sequences(np.array([u]), history)
-    row = seqs.items[0]
-    real = row > 0
-    if not real.any():
+    session = model.recent_session(u, history)
+    if len(session.items) == 0:
         raise ValueError(f"user {user_id!r} has no history to explain")
-    items = row[real] - 1
-    eng = seqs.engagement[0][real] - 1 if seqs.engagement is not None else None
     seen = history.csr()[u].indices
-    out = explain_session(run, items, eng, k=k, rollout=rollout, exclude=seen)
+    out = explain_session(run, session, k=k, rollout=rollout, exclude=seen)
     return {"user": str(user_id), **out}
 
 

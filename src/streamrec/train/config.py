@@ -1,0 +1,219 @@
+"""The training loop's options (:class:`TrainConfig`) and how a run's options are built.
+
+A run is configured by three tables, from defaults, then a file, then ``--set`` strings::
+
+    {"model": {"dim": 64}, "train": {"lr": 0.005, "epochs": 30}, "split": {"method": "loo"}}
+
+* defaults: the model config's field defaults and :class:`TrainConfig`'s, overridden by the
+  model's own ``train_defaults`` (part of the model contract);
+* a config file (JSON, or TOML) with any of the three tables (:func:`read_config_file`);
+* ``--set key=value`` (:func:`apply_overrides`): keys may be qualified (``model.dim=64``,
+  ``train.lr=5e-3``, ``split.method=loo``) or bare (``lr=5e-3``); a bare key goes to whichever
+  of the model and train configs has that field, and is an error if both or neither do.
+
+:func:`build_configs` does all three and returns the checked model config, train config and
+split spec; every bad value is reported at once, naming the option (:class:`OptionsError`).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streamrec.common import Options, OptionsError, at_least, in_range, one_of
+from streamrec.train.schedules import OPTIMIZERS, SCHEDULES
+
+SECTIONS = ("model", "train", "split")
+
+
+@dataclasses.dataclass
+class TrainConfig(Options):
+    """Options of the training loop (see ``docs/training.md`` for the full table)."""
+
+    kind = "train option"
+
+    epochs: int = 20
+    batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+    clip_norm: float | None = None
+    patience: int = 5
+    valid_metric: str = "ndcg@20"
+    metric_mode: str = "max"
+    eval_every: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    threads: int | None = None
+    #: per-layer gradient norms and activation statistics (``diagnostics.jsonl`` / ``.png``)
+    diagnostics: bool = False
+    #: internal/testing: raise TrainingInterrupted after this many epochs of one fit() call
+    stop_after_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("optimizer", "schedule", "metric_mode", "device"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, value.lower())
+        super().__post_init__()
+
+    def check(self) -> list[str]:
+        return [
+            *at_least("epochs", self.epochs, 1),
+            *at_least("batch_size", self.batch_size, 1),
+            *one_of("optimizer", self.optimizer, OPTIMIZERS),
+            *one_of("schedule", self.schedule, SCHEDULES),
+            *at_least("lr", self.lr, 0, strict=True),
+            *at_least("weight_decay", self.weight_decay, 0),
+            *in_range("momentum", self.momentum, 0, 1, high_open=True),
+            *[p for i, b in enumerate(self.betas)
+              for p in in_range(f"betas[{i}]", b, 0, 1, high_open=True)],
+            *in_range("warmup_epochs", self.warmup_epochs, 0, self.epochs),
+            *at_least("step_size", self.step_size, 1),
+            *at_least("gamma", self.gamma, 0, strict=True),
+            *in_range("min_lr_ratio", self.min_lr_ratio, 0, 1),
+            *at_least("clip_norm", self.clip_norm, 0, strict=True),
+            *at_least("patience", self.patience, 0),
+            *one_of("metric_mode", self.metric_mode, ("max", "min")),
+            *at_least("eval_every", self.eval_every, 1),
+            *at_least("seed", self.seed, 0),
+            *at_least("threads", self.threads, 1),
+            *at_least("stop_after_epochs", self.stop_after_epochs, 1),
+        ]
+
+
+# ====================================================================== building a run's options
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value: JSON, then a Python literal, else the string itself
+    (``true`` / ``false`` / ``none`` / ``null`` in any case are understood)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for parser in (json.loads, ast.literal_eval):
+        try:
+            return parser(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
+
+
+def read_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """Read a JSON or TOML config file into ``{"model": {...}, "train": {...}, "split": {...}}``.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file for a missing, unreadable or
+    malformed file.
+    """
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    if path is None:
+        return out
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+        if path.suffix == ".toml":
+            import tomllib
+
+            raw = tomllib.loads(text)
+        else:
+            raw = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ValueError(f"config file {path} is not valid {kind}: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config file {path} must hold a table with {', '.join(SECTIONS)}")
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; use {list(SECTIONS)}")
+    for s in SECTIONS:
+        if not isinstance(raw.get(s, {}), dict):
+            raise ValueError(f"{path}: section {s!r} must be a table of options")
+        out[s].update(raw.get(s, {}))
+    return out
+
+
+def apply_overrides(
+    sections: dict[str, dict[str, Any]],
+    overrides: Sequence[str],
+    model_fields: set[str],
+    train_fields: set[str],
+) -> dict[str, dict[str, Any]]:
+    """Merge ``key=value`` strings into the sections (see the module docstring)."""
+    for item in overrides:
+        if "=" not in item:
+            raise OptionsError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        value = parse_value(text)
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS:
+                raise OptionsError(f"--set {key}: unknown section {section!r}; use "
+                                   f"{', '.join(SECTIONS)}")
+            known = {"model": model_fields, "train": train_fields}.get(section)
+            if known is not None and name not in known:
+                raise OptionsError(f"--set {key}: unknown {section} option {name!r}; "
+                                   f"known: {', '.join(sorted(known))}")
+        else:
+            name = key
+            homes = [s for s, f in (("model", model_fields), ("train", train_fields)) if name in f]
+            if len(homes) != 1:
+                raise OptionsError(
+                    f"--set {key}: {name!r} is both a model and a train option; write "
+                    f"model.{name} or train.{name}"
+                    if homes
+                    else f"--set {key}: unknown option {name!r}. Model options: "
+                    f"{', '.join(sorted(model_fields))}; train options: "
+                    f"{', '.join(sorted(train_fields))}"
+                )
+            section = homes[0]
+        sections[section][name] = value
+    return sections
+
+
+def field_names(cls: type) -> set[str]:
+    """Field names of a dataclass type."""
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def build_configs(
+    model_name: str,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[Any, TrainConfig, dict[str, Any]]:
+    """Model config, train config and split spec from defaults, a file and ``--set`` strings
+    (see the module docstring). Raises :class:`OptionsError` naming every bad option."""
+    from streamrec.models import get_model_class
+
+    cls = get_model_class(model_name)
+    sections = read_config_file(config_file)
+    sections["train"] = {**cls.train_defaults, **sections["train"]}
+    apply_overrides(sections, list(overrides), field_names(cls.Config), field_names(TrainConfig))
+    problems = []
+    model_cfg = train_cfg = None
+    try:
+        model_cfg = cls.Config.from_dict(sections["model"])
+    except OptionsError as e:
+        problems.append(str(e))
+    try:
+        train_cfg = TrainConfig.from_dict(sections["train"])
+    except OptionsError as e:
+        problems.append(str(e))
+    if problems:
+        raise OptionsError("; ".join(problems))
+    assert model_cfg is not None and train_cfg is not None
+    return model_cfg, train_cfg, sections["split"]
