@@ -7,6 +7,7 @@ there (skipped otherwise) and check their sizes.
 from __future__ import annotations
 
 import gzip
+import json
 import warnings
 from pathlib import Path
 
@@ -513,15 +514,203 @@ def test_csv_errors(tmp_path):
 
 def test_parquet_round_trip(tmp_path):
     table = pa.table({"uid": ["a", "b", "a"], "iid": [5, 6, 6], "ts": [10, 20, 30],
-                      "rating": [1.0, 2.0, None]})
+                      "rating": [1.0, 2.0, 3.5]})
     pq.write_table(table, tmp_path / "t.parquet")
     ds = import_dataset("parquet", tmp_path / "t.parquet", user="uid", item="iid",
                         timestamp="ts")
     assert originals(ds) == [("a", "5", 10), ("b", "6", 20), ("a", "6", 30)]
-    assert np.isnan(ds.inter["rating"][2])
+    assert ds.inter["rating"].tolist() == [1.0, 2.0, 3.5]
+    assert ds.meta["timestamp_unit"] == "s"
     assert_fails("parquet", tmp_path / "t.parquet", tmp_path, "t.parquet", None,
                  "missing column 'item'", "available columns: uid, iid, ts, rating",
                  user="uid", item="item")
+    # a missing rating is refused (it used to become NaN silently)
+    table = table.set_column(3, "rating", pa.array([1.0, 2.0, None]))
+    pq.write_table(table, tmp_path / "t.parquet")
+    assert_fails("parquet", tmp_path / "t.parquet", tmp_path, "t.parquet", None,
+                 "row 3: column 'rating' (rating) is missing", "drop those rows",
+                 user="uid", item="iid")
+
+
+# ---------------------------------------------------------------------- ids, times, ratings
+BIG = "12345678901234567890"  # 20 digits: beyond int64
+
+
+def test_movielens_ids_beyond_int64_are_kept_in_numeric_order(tmp_path):
+    src = ml100k(tmp_path, data=f"1\t10\t5\t100\n{BIG}\t20\t3\t200\n2\t{BIG}0\t4\t150\n")
+    with pytest.warns(UserWarning, match="appear in u.data but not in"):
+        ds = import_dataset("movielens-100k", src)
+    assert list(ds.user_ids) == ["1", "2", "3", BIG]  # numeric order, u.user's 3 included
+    assert list(ds.item_ids) == ["10", "20", "30", BIG + "0"]
+    assert originals(ds)[1] == (BIG, "20", 200)
+    assert ds.items["title"].tolist()[:3] == ["Toy Story (1995)", "Café Society (1996)",
+                                              "unknown"]
+    d = ml1m(tmp_path, plots=False)
+    write(d / "ratings.dat", f"1::10::5::978300760\n{BIG}::20::3::978302109\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BIG is not in users.dat
+        ds = import_dataset("movielens-1m", d)
+    assert list(ds.user_ids) == ["1", "2", BIG]
+    assert originals(ds)[1] == (BIG, "20", 978302109)
+
+
+def test_unisrec_indices_beyond_int64_are_kept(tmp_path):
+    d = unisrec_dir(tmp_path)
+    head = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    write(d / "Sci.train.inter", head + f"0\t0\t1\n0\t0 1\t2\n0\t0 1 2\t3\n0\t1 2 3\t4\n"
+                                        f"{BIG}\t5\t2\n")
+    write(d / "Sci.valid.inter", head + f"0\t2 3 4\t5\n{BIG}\t5 2\t6\n")
+    write(d / "Sci.test.inter", head + f"0\t3 4 5\t6\n{BIG}\t5 2 6\t2\n")
+    write(d / "Sci.user2index", f"AUSERZERO\t0\nAUSERONE\t{BIG}\n")
+    ds = import_dataset("unisrec", d, dataset="Sci")
+    assert list(ds.user_ids) == ["AUSERZERO", "AUSERONE"]
+    assert ds.users["index"].tolist() == ["0", BIG]  # beyond int64: the index as a string
+    assert ds.items["index"].dtype == np.int32
+    (d / "Sci.user2index").unlink()
+    with pytest.warns(UserWarning, match="user2index not found"):
+        ds = import_dataset("unisrec", d, dataset="Sci")
+    assert list(ds.user_ids) == ["0", BIG]
+
+
+@pytest.mark.parametrize("part, body, line, words", [
+    ("train", "x\t0\t1\n", 2, ("user_id must hold integer indices", "'x'")),
+    ("train", "0\t0 B00X\t1\n", 2, ("item_id_list must hold integer indices", "'B00X'")),
+    ("valid", "0\t2 3 4\t5\n1\t5 2\tsix\n", 3, ("item_id must hold integer indices", "'six'")),
+    ("valid", "0\t2 3 4\t5\n1\t5 2\t-1\n", 3, ("item_id index -1 is negative",
+                                              "missing-value sentinel", "drop those rows")),
+])
+def test_unisrec_non_numeric_or_negative_tokens(tmp_path, part, body, line, words):
+    d = unisrec_dir(tmp_path)
+    write(d / f"Sci.{part}.inter", "user_id:token\titem_id_list:token_seq\titem_id:token\n" + body)
+    assert_fails("unisrec", d, tmp_path, f"Sci.{part}.inter", line, *words, dataset="Sci")
+
+
+def test_unisrec_index_files_must_hold_non_negative_integers(tmp_path):
+    d = unisrec_dir(tmp_path)
+    write(d / "Sci.item2index", "B000\t0\nB001\tone\n")
+    assert_fails("unisrec", d, tmp_path, "Sci.item2index", 2, "index must be an integer",
+                 "'one'", dataset="Sci")
+    write(d / "Sci.user2index", "AUSERZERO\t0\nAUSERONE\t-1\n")
+    write(d / "Sci.item2index", "".join(f"B00{i}\t{i}\n" for i in range(7)))
+    assert_fails("unisrec", d, tmp_path, "Sci.user2index", 2, "index is negative (-1)",
+                 "missing-value sentinel", dataset="Sci")
+
+
+def test_negative_ids_are_refused(tmp_path):
+    src = ml100k(tmp_path, data="1\t10\t5\t100\n1\t-1\t3\t200\n")
+    assert_fails("movielens-100k", src, tmp_path, "u.data", 2, "item id is negative (-1)",
+                 "missing-value sentinel", "drop those rows")
+    d = tmp_path / "lg"
+    write(d / "train.txt", "0 0 1\n1 2 -1\n")
+    write(d / "test.txt", "0 3\n")
+    assert_fails("lightgcn", d, tmp_path, "train.txt", 2, "item id is negative (-1)",
+                 "missing-value sentinel")
+    write(d / "train.txt", "0 0 1\n-1 2\n")
+    assert_fails("lightgcn", d, tmp_path, "train.txt", 2, "user id is negative (-1)")
+    f = write(tmp_path / "r.csv", "user,item\nu1,i1\n-1,i2\n")
+    assert_fails("csv", f, tmp_path, "r.csv", 3, "column 'user' (user) is negative (-1)",
+                 "missing-value sentinel")
+    pq.write_table(pa.table({"u": ["a", "b"], "i": [1, -2]}), tmp_path / "t.parquet")
+    assert_fails("parquet", tmp_path / "t.parquet", tmp_path, "t.parquet", None,
+                 "row 2: column 'i' (item) is negative (-2)", "missing-value sentinel",
+                 user="u", item="i")
+    # ids that merely start with "-" are strings like any other
+    write(f, "user,item\nu1,-x\n")
+    assert list(import_dataset("csv", f).item_ids) == ["-x"]
+
+
+def test_lightgcn_id_beyond_int64_is_a_clear_error(tmp_path):
+    d = tmp_path / "lg"
+    write(d / "train.txt", f"0 0 1\n1 {BIG}\n")
+    write(d / "test.txt", "0 3\n")
+    assert_fails("lightgcn", d, tmp_path, "train.txt", 2, f"id {BIG} does not fit in a 64-bit")
+
+
+@pytest.mark.parametrize("ts, unit", [
+    (1_700_000_000, "s"), (1_700_000_000_123, "ms"), (1_700_000_000_123_456, "us"),
+    (1_700_000_000_123_456_789, "ns"),
+])
+def test_timestamps_are_read_by_magnitude(tmp_path, ts, unit):
+    later = ts + 10 ** {"s": 0, "ms": 3, "us": 6, "ns": 9}[unit]  # one second later
+    f = write(tmp_path / "r.csv", f"user,item,timestamp\nu1,i1,{ts}\nu1,i2,{later}\n")
+    ds = import_dataset("csv", f)
+    assert ds.timestamp.tolist() == [1_700_000_000, 1_700_000_001]
+    assert ds.meta["timestamp_unit"] == unit
+    pq.write_table(pa.table({"user": ["a", "b"], "item": ["x", "y"],
+                             "timestamp": pa.array([ts, later], pa.int64())}),
+                   tmp_path / "t.parquet")
+    ds = import_dataset("parquet", tmp_path / "t.parquet")
+    assert ds.timestamp.tolist() == [1_700_000_000, 1_700_000_001]
+    assert ds.meta["timestamp_unit"] == unit
+    src = ml100k(tmp_path, data=f"1\t10\t5\t{ts}\n1\t20\t3\t{later}\n")
+    ds = import_dataset("movielens-100k", src)
+    assert ds.timestamp.tolist() == [1_700_000_000, 1_700_000_001]
+    assert ds.meta["timestamp_unit"] == unit
+    d = tmp_path / "rb"
+    write(d / "x.inter", f"user_id:token\titem_id:token\ttimestamp:float\na\tb\t{ts}\n")
+    assert import_dataset("recbole", d).timestamp.tolist() == [1_700_000_000]
+
+
+def test_timestamps_mixing_units_or_beyond_int64_are_refused(tmp_path):
+    f = write(tmp_path / "r.csv", "user,item,ts\nu1,i1,1700000000123456789\nu1,i2,0\n")
+    assert_fails("csv", f, tmp_path, "r.csv", 3, "column 'ts' (timestamp) 0 looks like seconds",
+                 "1700000000123456789 (line 2) looks like nanoseconds", "mixes units")
+    write(f, "user,item,ts\nu1,i1,1\nu1,i2,123456789012345678901\n")
+    assert_fails("csv", f, tmp_path, "r.csv", 3, "column 'ts' (timestamp)",
+                 "beyond the 64-bit integer range")
+    pq.write_table(pa.table({"u": ["a", "b"], "i": ["x", "y"],
+                             "t": pa.array([1, 2**64 - 1], pa.uint64())}), tmp_path / "t.parquet")
+    assert_fails("parquet", tmp_path / "t.parquet", tmp_path, "t.parquet", None,
+                 "row 2: column 't' (timestamp) 18446744073709551615 does not fit",
+                 user="u", item="i", timestamp="t")
+    src = ml100k(tmp_path, data=f"1\t10\t5\t100\n1\t20\t3\t{BIG}0\n")
+    assert_fails("movielens-100k", src, tmp_path, "u.data", 2, f"timestamp {BIG}0 is beyond")
+
+
+def test_non_finite_ratings_are_refused(tmp_path):
+    f = write(tmp_path / "r.csv", "user,item,rating\nu1,i1,4\nu2,i2,inf\n")
+    assert_fails("csv", f, tmp_path, "r.csv", 3, "column 'rating' (rating) is inf",
+                 "not a finite number")
+    write(f, "user,item,rating\nu1,i1,4\nu2,i2,NaN\n")
+    assert_fails("csv", f, tmp_path, "r.csv", 3, "column 'rating' (rating) is missing")
+    pq.write_table(pa.table({"u": ["a", "b"], "i": [1, 2], "r": [1.0, float("nan")]}),
+                   tmp_path / "t.parquet")
+    assert_fails("parquet", tmp_path / "t.parquet", tmp_path, "t.parquet", None,
+                 "row 2: column 'r' (rating) is nan, not a finite number",
+                 user="u", item="i", rating="r")
+    src = ml100k(tmp_path, data="1\t10\t5\t100\n1\t20\tnan\t200\n")
+    assert_fails("movielens-100k", src, tmp_path, "u.data", 2, "rating is nan")
+    d = ml1m(tmp_path, plots=False)
+    write(d / "ratings.dat", "1::10::5::978300760\n1::20::-inf::978302109\n")
+    assert_fails("movielens-1m", d, tmp_path, "ratings.dat", 2, "rating is -inf")
+    d = tmp_path / "rb"
+    write(d / "x.inter", "user_id:token\titem_id:token\trating:float\na\tb\t1\na\tc\tinf\n")
+    assert_fails("recbole", d, tmp_path, "x.inter", 3, "rating is inf")
+    write(d / "x.inter", "user_id:token\titem_id:token\trating:float\na\tb\t1\na\tc\t\n")
+    assert_fails("recbole", d, tmp_path, "x.inter", 3, "rating is empty")
+
+
+def test_duplicate_csv_header_names(tmp_path):
+    f = write(tmp_path / "r.csv", "user,item,rating,item\nu1,i1,4,i2\n")
+    assert_fails("csv", f, tmp_path, "r.csv", 1, "column name 'item' appears twice",
+                 "columns 2 and 4", "rename one")
+
+
+def test_info_counts_duplicates_from_the_data(tmp_path):
+    f = write(tmp_path / "r.csv", "user,item,timestamp\nu1,i1,5\nu1,i1,5\nu1,i1,6\n"
+                                  "u2,i1,5\nu1,i1,5\nu2,i2,1\n")
+    out = tmp_path / "ds"
+    ds = import_dataset("csv", f, out=out)
+    info = ds.info()
+    assert info["duplicate_interactions"] == 2  # (u1, i1, 5) three times
+    assert info["repeated_pairs"] == 3  # (u1, i1) four times
+    # a dataset written before duplicates were counted: info computes them from the data
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["duplicates"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    info = Dataset.load(out).info()
+    assert (info["duplicate_interactions"], info["repeated_pairs"]) == (2, 3)
+    assert import_dataset("movielens-100k", ml100k(tmp_path)).info()["duplicate_interactions"] == 0
 
 
 # ---------------------------------------------------------------------- real files (smoke)

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from streamrec.common import json_default
+
 FORMAT = "streamrec-dataset/1"
 ENGAGEMENT_TYPES = ("click", "partial_view", "full_view", "save", "share")
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
@@ -228,7 +230,12 @@ class Dataset:
 
     # ------------------------------------------------------------------ summary
     def info(self) -> dict[str, Any]:
-        """Sizes and statistics as a JSON-able dict (what ``streamrec data info`` prints)."""
+        """Sizes and statistics as a JSON-able dict (what ``streamrec data info`` prints).
+
+        Besides sizes: ``duplicate_interactions`` (rows repeating an earlier (user, item,
+        timestamp)) and ``repeated_pairs`` (rows repeating an earlier (user, item) pair), both
+        computed from the data, so they are there for datasets written by any version.
+        """
         counts = self.user_counts()
         active = counts[counts > 0]
         seq = {
@@ -238,6 +245,18 @@ class Dataset:
             "p95": float(np.percentile(active, 95)) if len(active) else 0.0,
             "max": int(active.max()) if len(active) else 0,
         }
+        # repeated (user, item) pairs; exact duplicates can only be among their rows
+        repeated = duplicates = 0
+        if self.n_interactions > 1:
+            pair = self.user.astype(np.int64) * max(1, self.n_items) + self.item
+            key = np.sort(pair)
+            again = key[1:] == key[:-1]
+            repeated = int(np.count_nonzero(again))
+            if repeated:
+                rows = np.flatnonzero(np.isin(pair, key[1:][again]))
+                order = np.lexsort((self.timestamp[rows], pair[rows]))
+                p, t = pair[rows][order], self.timestamp[rows][order]
+                duplicates = int(np.count_nonzero((p[1:] == p[:-1]) & (t[1:] == t[:-1])))
         out: dict[str, Any] = {
             "name": self.name,
             "users": self.n_users,
@@ -247,6 +266,8 @@ class Dataset:
             "active_users": int((counts > 0).sum()),
             "active_items": int((self.item_counts() > 0).sum()),
             "sequence_length": seq,
+            "duplicate_interactions": duplicates,
+            "repeated_pairs": repeated,
         }
         if self.n_interactions and self.timestamp.max() > 0:
             import datetime as dt
@@ -372,17 +393,7 @@ def write_dataset_files(ds: Dataset, directory: Path) -> None:
         n_items=ds.n_items,
         n_interactions=ds.n_interactions,
     )
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o)}")
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2, default=json_default))
 
 
 def load_dataset(path: str | Path) -> Dataset:
