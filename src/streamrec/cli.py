@@ -40,6 +40,12 @@ def _print_error(message: str) -> None:
     _console().print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """Warnings as one ``warning: ...`` line (not Python's two-line format with the source)."""
+    return "warning: " + " ".join(str(message).split()) + "\n"
+
+
 def _message(e: BaseException) -> str:
     if isinstance(e, KeyError) and e.args:
         return str(e.args[0])
@@ -62,6 +68,9 @@ class _Group(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        import warnings
+
+        warnings.formatwarning = _format_warning
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -206,9 +215,9 @@ def data_import(
         if "=" not in item:
             _fail(f"--option expects key=value, got {item!r}")
         key, value = item.split("=", 1)
-        opts[key] = (
-            value if key in ("sep", "user", "item", "timestamp", "rating") else parse_value(value)
-        )
+        raw = ("sep", "user", "item", "timestamp", "rating", "items", "users", "items_id",
+               "users_id", "name")
+        opts[key] = value if key in raw else parse_value(value)
     ds = import_dataset(fmt, src, out, overwrite=overwrite, **opts)
     _console().print(
         f"imported {ds.n_users:,} users, {ds.n_items:,} items, "

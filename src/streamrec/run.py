@@ -112,8 +112,8 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if not overwrite:
         what = "a run" if (out / CONFIG_FILE).is_file() else "files"
-        raise RunExistsError(f"run directory {out} already holds {what}; continue it with --resume, "
-                       "replace it with --overwrite, or choose another --out")
+        raise RunExistsError(f"run directory {out} already holds {what}; continue it with "
+                             "--resume, replace it with --overwrite, or choose another --out")
     if not (out / CONFIG_FILE).is_file():
         raise RunError(f"--overwrite refuses to clear {out}: it is not a run directory (no "
                        f"{CONFIG_FILE}); choose another --out")
