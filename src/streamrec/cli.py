@@ -28,9 +28,11 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _console() -> Any:
+    """The console of progress and messages: stderr, lines never wrapped (logs stay one line
+    per record when stderr is not a terminal)."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _print_error(message: str) -> None:

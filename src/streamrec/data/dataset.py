@@ -274,7 +274,7 @@ class Dataset:
 
             lo, hi = int(self.timestamp.min()), int(self.timestamp.max())
             out["time_span"] = [
-                dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d") for t in (lo, hi)
+                dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d") for t in (lo, hi)
             ]
         if "session" in self.inter:
             out["sessions"] = int(len(np.unique(self.inter["session"])))
