@@ -66,12 +66,13 @@ def vectors_20k() -> tuple[np.ndarray, np.ndarray, str]:
     f = ANN / "m5.npz"
     if not f.is_file():
         from streamrec.run import load_run
+        from streamrec.serve.embeddings import item_matrix, user_matrix
 
         run_dir = WORK / "runs" / "m5-two-tower_MiniLM"
         run = load_run(run_dir)
-        items = run.model.item_vectors_numpy()
+        items = item_matrix(run.model)
         users = np.random.default_rng(0).choice(run.dataset.n_users, N_QUERIES, replace=False)
-        queries = run.model.user_vectors_numpy(users, run.split.history(run.dataset, "test"))
+        queries = user_matrix(run.model, users, run.split.history(run.dataset, "test"))
         ANN.mkdir(parents=True, exist_ok=True)
         np.savez(f, items=items, queries=queries)
     z = np.load(f)
@@ -87,6 +88,7 @@ def vectors_200k() -> tuple[np.ndarray, np.ndarray, str]:
 
         from streamrec.data.world import PRESETS, make_world
         from streamrec.models.two_tower import TwoTower, TwoTowerConfig
+        from streamrec.serve.embeddings import item_matrix, user_matrix
         from streamrec.train import TrainConfig, Trainer
 
         cfg = dataclasses.replace(
@@ -107,9 +109,9 @@ def vectors_200k() -> tuple[np.ndarray, np.ndarray, str]:
                                        progress=False), None).fit()  # fmt: skip
         print(f"trained in {time.perf_counter() - t0:.0f}s", flush=True)
         t0 = time.perf_counter()
-        items = model.item_vectors_numpy()
+        items = item_matrix(model)
         users = np.random.default_rng(0).choice(ds.n_users, N_QUERIES, replace=False)
-        queries = model.user_vectors_numpy(users, ds)
+        queries = user_matrix(model, users, ds)
         print(f"item tower on 200k items in {time.perf_counter() - t0:.0f}s", flush=True)
         ANN.mkdir(parents=True, exist_ok=True)
         np.savez(f, items=items, queries=queries)

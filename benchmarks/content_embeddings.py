@@ -360,7 +360,7 @@ class ColdOnly:
 
     def __init__(self, model: Any, cold: np.ndarray) -> None:
         self.model, self.n_items = model, model.n_items
-        self.name = getattr(model, "name", "model")
+        self.name = model.name
         keep = torch.zeros(model.n_items, dtype=torch.bool)
         keep[torch.as_tensor(cold)] = True
         self.keep = keep

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 #: Models of the demo in display order, with settings sized for minutes on 2 CPU cores.
-#: Later milestones add theirs here.
 DEMO_MODELS: dict[str, list[str]] = {
     "pop": [],
     "mf": ["epochs=20", "patience=3"],

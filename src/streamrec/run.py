@@ -157,7 +157,6 @@ def train_run(
     from streamrec.train import TrainConfig, Trainer
     from streamrec.train.checkpoint import CHECKPOINT_FILE
     from streamrec.train.config import build_configs
-    from streamrec.train.diagnostics import Diagnostics
 
     out_path = Path(out) if out is not None else None
     if resume and overwrite:
@@ -223,13 +222,9 @@ def train_run(
         def validate(m: Any) -> dict[str, float]:
             return evaluate_model(m, ds, split, "valid", ks)["metrics"]
 
-    callbacks = list(callbacks)
-    if train_cfg.diagnostics and out_path is not None:
-        callbacks.append(Diagnostics(out_path))
     t0 = time.perf_counter()
-    trainer = Trainer(
-        model, train, train_cfg, out_path, validate=validate, callbacks=callbacks, console=console
-    )
+    trainer = Trainer(model, train, train_cfg, out_path, validate=validate,
+                      callbacks=list(callbacks), console=console)
     result = trainer.fit(resume=resume and not fresh_start)
     train_seconds = time.perf_counter() - t0
     model.eval()

@@ -1,4 +1,4 @@
-"""Item text to tokens: one tokeniser and one vocabulary for every text model (M3).
+"""Item text to tokens: one tokeniser and one vocabulary for every text model.
 
 * :func:`tokenize` lower-cases a string and keeps its runs of letters and digits
   (``"4-1/2-Inch Grit"`` -> ``["4", "1", "2", "inch", "grit"]``). It is deterministic and has no

@@ -1,4 +1,4 @@
-"""A 1D CNN over item descriptions (Kim, EMNLP 2014): the content-embedding model of M3.
+"""A 1D CNN over item descriptions (Kim, EMNLP 2014): the content-embedding model.
 
 For an item text of ``L`` token ids (``max_len`` = 64 by default, right-padded):
 

@@ -1,4 +1,4 @@
-"""Graph collaborative filtering on the user-item graph (M6): what every graph model shares.
+"""Graph collaborative filtering on the user-item graph: what every graph model shares.
 
 The graph
 ---------

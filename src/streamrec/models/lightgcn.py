@@ -14,9 +14,8 @@ batches of whole users (16,384 pairs), the **full** softmax over the catalogue
 (``n_negatives=0``, every item a candidate, the user's positives masked) on cosine similarity
 with temperature 0.1 plus a learned item bias (``item_bias``: the popularity term a cosine
 cannot carry), every user weighted equally (``user_balance``), spectral (SVD) initialisation
-and a high learning rate with a cosine decay. Measured on Gowalla
-(``benchmarks/gowalla_graph.py``): without the item bias this recipe stalled near Recall@20
-0.163; with it, it passes the paper's 0.183 within the first minutes (``docs/graph.md``).
+and a high learning rate with a cosine decay (why each choice, and what it measured:
+``docs/graph.md``).
 ``--set loss=bpr n_negatives=1 temperature=1 similarity=dot l2=1e-4 user_balance=false
 init=normal item_bias=false`` with ``lr=1e-3 batch_size=2048`` gives the paper's BPR recipe.
 """

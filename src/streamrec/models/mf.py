@@ -1,4 +1,4 @@
-"""Matrix factorisation trained with BPR (Rendle et al., UAI 2009): the baseline of M6.
+"""Matrix factorisation trained with BPR (Rendle et al., UAI 2009): the collaborative baseline.
 
 score(u, i) = <p_u, q_i>. Each training step takes a batch of observed (user, item) pairs,
 draws negatives that are never training positives of the user, and minimises

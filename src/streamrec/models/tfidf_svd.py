@@ -1,4 +1,4 @@
-"""TF-IDF + truncated SVD item embeddings: the M3 baseline (latent semantic analysis).
+"""TF-IDF + truncated SVD item embeddings: the text baseline (latent semantic analysis).
 
 Closed form (``trainable = False``); :meth:`TfidfSVD.fit`
 

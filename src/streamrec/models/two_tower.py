@@ -20,8 +20,9 @@ Towers
   - ``minilm-finetune``: the same encoder with its top ``finetune_layers`` transformer layers
     (and the pooling on top of them) trained with the towers; the batch's item texts are
     encoded every step (pre-tokenised once);
-  - ``cnn``: M3's 1D text CNN (:class:`~streamrec.models.cnn_text.TextCNN`), trained from
-    scratch with the towers (vocabulary from the training items' texts, saved with the run);
+  - ``cnn``: the 1D text CNN of ``cnn-text`` (:class:`~streamrec.models.cnn_text.TextCNN`),
+    trained from scratch with the towers (vocabulary from the training items' texts, saved with
+    the run);
   - ``none``: no text (the id-only two-tower; id + category).
 
   Text is side information: every item, one never seen in training included, is embedded

@@ -162,7 +162,9 @@ class Trainer:
     run_dir: where metrics, checkpoints, weights and the curve go; None writes nothing.
     validate: ``model -> {metric: value}``, called in eval mode under ``torch.no_grad()``
         every ``cfg.eval_every`` epochs and after the last; must contain ``cfg.valid_metric``.
-    callbacks: :class:`Callback` instances, called in order.
+    callbacks: :class:`Callback` instances, called in order (plus the per-layer
+        :class:`~streamrec.train.diagnostics.Diagnostics` when ``cfg.diagnostics`` and there is
+        a run directory).
     console: a ``rich.console.Console`` for the progress bar and the epoch lines (default:
         one on stderr).
     """
@@ -185,6 +187,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.validate = validate
         self.callbacks = list(callbacks)
+        if cfg.diagnostics and self.run_dir is not None:
+            from streamrec.train.diagnostics import Diagnostics
+
+            self.callbacks.append(Diagnostics(self.run_dir))
         self.console = console if console is not None else Console(stderr=True)
         self.device = resolve_device(cfg.device)
 
