@@ -218,10 +218,20 @@ def test_sessions_and_explanations(name: str, runs) -> None:
     run = runs(name)
     model, ds = run.model, run.dataset
     history = run.split.history(ds, "test")
+    sessions = []
     for u in (0, 3):
         session = model.recent_session(u, history)
         by_user = model.score(torch.tensor([u]), history)[0]
         assert torch.allclose(model.score_session(session), by_user, atol=1e-5)
+        # the session the model reads from the raw events is the one it reads from the history
+        mine = history.time_order()[history.user[history.time_order()] == u]
+        eng = history.inter["engagement"][mine] if "engagement" in history.inter else None
+        again = model.session_from_events(history.item[mine], history.timestamp[mine], eng)
+        assert np.array_equal(again.items, session.items)
+        sessions.append(session)
+    batch = model.score_sessions(sessions)
+    assert torch.allclose(batch, torch.stack([model.score_session(s) for s in sessions]),
+                          atol=1e-5)
     if issubclass(cls, Explainer):
         session = model.recent_session(0, history)
         scores, attention = model.explain_session(session)

@@ -226,13 +226,27 @@ class Session(NamedTuple):
 class SessionRecommender:
     """Capability: scores for an ad-hoc session of recent items (next-item prediction)."""
 
+    def session_from_events(
+        self, items: np.ndarray, timestamps: np.ndarray, engagement: np.ndarray | None = None
+    ) -> Session:
+        """The session the model reads from a user's events (oldest first: ``items`` int [n],
+        ``timestamps`` int [n] seconds, optional ``engagement`` [n]): e.g. the last events up to
+        the model's length, after the last inactivity gap. Default: all of them."""
+        return Session(np.asarray(items, dtype=np.int64),
+                       None if engagement is None else np.asarray(engagement, dtype=np.int64))
+
     def recent_session(self, user: int, history: Dataset) -> Session:
-        """The most recent events of internal ``user`` in ``history`` that the model reads."""
+        """The session the model reads for internal ``user`` from ``history`` (what
+        :meth:`Recommender.score` reads for that user)."""
         raise NotImplementedError
 
     def score_session(self, session: Session) -> torch.Tensor:
         """Scores float [n_items] of every item as the next one after ``session``."""
         raise NotImplementedError
+
+    def score_sessions(self, sessions: list[Session]) -> torch.Tensor:
+        """Scores float [B, n_items] of a batch of sessions (default: one at a time)."""
+        return torch.stack([self.score_session(s) for s in sessions])
 
 
 class Explainer(SessionRecommender):

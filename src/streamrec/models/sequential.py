@@ -54,7 +54,6 @@ from streamrec.data.sequences import (
     item_categories,
     last_items,
     n_categories,
-    pad_session,
     user_sequences,
 )
 from streamrec.models.base import (
@@ -348,6 +347,22 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
         return self.scores_of(seqs)
 
     # ------------------------------------------------------------------ sessions
+    def session_from_events(
+        self, items: np.ndarray, timestamps: np.ndarray, engagement: np.ndarray | None = None
+    ) -> Session:
+        """The last ``max_len`` events after the last gap of more than
+        ``session_gap_minutes`` (when set): what :meth:`score` reads from a history."""
+        items = np.asarray(items, dtype=np.int64)
+        ts = np.asarray(timestamps, dtype=np.int64)
+        lo = 0
+        gap = self.config.session_gap_minutes
+        if gap is not None and len(ts) > 1:
+            breaks = np.flatnonzero(np.diff(ts) > gap * 60.0)
+            lo = int(breaks[-1]) + 1 if len(breaks) else 0
+        lo = max(lo, len(items) - self.config.max_len)
+        eng = None if engagement is None else np.asarray(engagement, dtype=np.int64)[lo:]
+        return Session(items[lo:], eng)
+
     def recent_session(self, user: int, history: Dataset) -> Session:
         """The user's last ``max_len`` events in ``history`` (what :meth:`score` reads)."""
         seqs = self.history_sequences(np.array([user]), history)
@@ -357,27 +372,44 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
             engagement = seqs.engagement[0][real].astype(np.int64) - 1
         return Session(seqs.items[0][real].astype(np.int64) - 1, engagement)
 
-    def session_batch(self, session: Session) -> SequenceBatch:
-        """One padded sequence [1, max_len] of a session of internal ids (checked)."""
-        items = np.asarray(session.items, dtype=np.int64)
-        if items.ndim != 1 or len(items) == 0:
-            raise ValueError("a session needs at least one item")
-        if items.min() < 0 or items.max() >= self.n_items:
-            raise ValueError(f"session item ids must be in 0..{self.n_items - 1}")
-        cats = self.item_category.cpu().numpy() if self.use_category else None
-        eng = None if session.engagement is None or not self.use_engagement else session.engagement
-        return pad_session(items, self.config.max_len, cats, eng)
+    def session_batch(self, sessions: list[Session]) -> SequenceBatch:
+        """Padded sequences [B, max_len] of sessions of internal ids (checked); an empty
+        session is an all-padding row."""
+        L = self.config.max_len
+        rows = np.zeros((len(sessions), L), dtype=np.int64)
+        eng = np.zeros_like(rows)
+        for r, s in enumerate(sessions):
+            items = np.asarray(s.items, dtype=np.int64)[-L:]
+            if items.ndim != 1:
+                raise ValueError("a session is a 1-d array of item ids")
+            if len(items) and (items.min() < 0 or items.max() >= self.n_items):
+                raise ValueError(f"session item ids must be in 0..{self.n_items - 1}")
+            rows[r, L - len(items):] = items + 1
+            if s.engagement is not None and len(items):
+                eng[r, L - len(items):] = np.asarray(s.engagement, dtype=np.int64)[-L:] + 1
+        cat = None
+        if self.use_category:
+            cats = self.item_category.cpu().numpy()
+            cat = np.where(rows > 0, cats[np.maximum(rows - 1, 0)] + 1, 0)
+        eng_rows = np.where(rows > 0, np.maximum(eng, 1), 0) if self.use_engagement else None
+        return SequenceBatch(items=rows, category=cat, engagement=eng_rows)
 
     @torch.no_grad()
-    def score_session(self, session: Session) -> torch.Tensor:
-        """Scores [n_items] of the next item after an ad-hoc session (eval mode)."""
-        batch = self.session_batch(session)
+    def score_sessions(self, sessions: list[Session]) -> torch.Tensor:
+        """Scores [B, n_items] of the next item after each session (eval mode, one batch)."""
+        batch = self.session_batch(sessions)
         was = self.training
         self.eval()
         try:
-            return self.scores_of(batch)[0]
+            return self.scores_of(batch)
         finally:
             self.train(was)
+
+    def score_session(self, session: Session) -> torch.Tensor:
+        """Scores [n_items] of the next item after an ad-hoc session (eval mode)."""
+        if len(session.items) == 0:
+            raise ValueError("a session needs at least one item")
+        return self.score_sessions([session])[0]
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:

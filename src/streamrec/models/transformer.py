@@ -212,7 +212,9 @@ class TransformerModel(SequentialRecommender, Explainer):
         A real position never attends to padding (the mask), so the rows of the real block
         already sum to 1; scores are those of :meth:`score_session` (with the repeat bias).
         """
-        batch = self.session_batch(session)
+        if len(session.items) == 0:
+            raise ValueError("a session needs at least one item")
+        batch = self.session_batch([session])
         items, category, engagement = self._tensors(batch)
         n = int((items[0] > 0).sum())
         was = self.training
