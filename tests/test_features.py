@@ -10,6 +10,7 @@ from streamrec.data.features import (
     FEATURE_NAMES,
     Catalogue,
     Events,
+    Profiles,
     click_features,
     sessions_from_gaps,
 )
@@ -27,10 +28,11 @@ def small_catalogue() -> Catalogue:
         predecessor=np.array([-1, 0, -1, 2]),
         vectors=np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [0.0, 1.0]]),
         category_ctr=np.array([0.2, 0.3]),
-        tier=np.array([2, 0]),
-        platform=np.array([0, 2]),
-        signup_ts=np.array([-30 * DAY, -DAY]),
     )
+
+
+PROFILES = Profiles(tier=np.array([2, 0]), platform=np.array([0, 2]),
+                    signup_ts=np.array([-30 * DAY, -DAY]))
 
 
 def test_features_worked_by_hand():
@@ -39,7 +41,8 @@ def test_features_worked_by_hand():
     ev = Events(np.array([0, 0, 0]), np.array([0, 2, 3]), np.array([0, 100, 2 * DAY]),
                 np.array([10, 10, 11]), cat)
     t = 3 * DAY
-    f = click_features(ev, cat, np.array([0, 1, 0]), np.array([1, 2, 1]), np.array([t, t, 50]))
+    f = click_features(ev, cat, PROFILES, np.array([0, 1, 0]), np.array([1, 2, 1]),
+                       np.array([t, t, 50]))
     got = dict(zip(FEATURE_NAMES, f[0].astype(np.float64)))
     p = np.array([1 / 3, 2 / 3])
     v = np.array([1.0, 0.0]) + np.array([0.0, 1.0]) + np.array([0.0, 1.0])  # unit vectors summed
@@ -95,21 +98,22 @@ def test_offline_batch_equals_online_per_user(with_sessions):
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((ds.n_items, 5))
     cat = Catalogue.from_dataset(ds, vectors=vectors)
+    prof = Profiles.from_dataset(ds)
     session = (ds.user.astype(np.int64) * 100 + ds.timestamp // 3000) if with_sessions else None
     full = Events(ds.user, ds.item, ds.timestamp, session, cat)
     users = rng.integers(0, ds.n_users, 200)
     items = rng.integers(0, ds.n_items, 200)
     t = rng.integers(0, 12_000, 200)
-    offline = click_features(full, cat, users, items, t)
+    offline = click_features(full, cat, prof, users, items, t)
     perm = rng.permutation(ds.n_interactions)
     shuffled = Events(ds.user[perm], ds.item[perm], ds.timestamp[perm],
                       None if session is None else session[perm], cat)
-    np.testing.assert_array_equal(click_features(shuffled, cat, users, items, t), offline)
+    np.testing.assert_array_equal(click_features(shuffled, cat, prof, users, items, t), offline)
     for q in range(len(users)):
         own = ds.user == users[q]
         one = Events(ds.user[own], ds.item[own], ds.timestamp[own],
                      None if session is None else session[own], cat)
-        online = click_features(one, cat, users[q : q + 1], items[q : q + 1], t[q])
+        online = click_features(one, cat, prof, users[q : q + 1], items[q : q + 1], t[q])
         np.testing.assert_allclose(online[0], offline[q], rtol=1e-6, atol=1e-6)
 
 
@@ -119,6 +123,7 @@ def test_catalogue_defaults_for_real_data():
     assert cat.vectors.shape == (8, 0) and (cat.predecessor == -1).all()
     assert np.allclose(cat.log_popularity, np.log1p(np.bincount(ds.item, minlength=8)))
     ev = Events(ds.user, ds.item, ds.timestamp, None, cat)
-    f = click_features(ev, cat, np.arange(10), np.zeros(10, dtype=np.int64), 20_000)
+    f = click_features(ev, cat, Profiles.from_dataset(ds), np.arange(10),
+                       np.zeros(10, dtype=np.int64), 20_000)
     assert f.shape == (10, 20) and np.isfinite(f).all()
     assert (f[:, FEATURE_NAMES.index("ui_history_similarity")] == 0).all()

@@ -74,15 +74,48 @@ FEATURE_GROUPS = ("user",) * 10 + ("item",) * 5 + ("user_item",) * 5
 
 
 @dataclass
-class Catalogue:
-    """The observable side tables the features read.
+class Profiles:
+    """The users' observable profiles, all [n_users]: ``tier`` int, ``platform`` int (0 mobile,
+    1 desktop, 2 tablet, -1 unknown), ``signup_ts`` int64 seconds."""
 
-    Items (all [n_items]): ``category`` int64, ``release_ts`` int64 (seconds),
-    ``duration_min`` float, ``log_popularity`` float, ``quality`` float, ``predecessor`` int64
-    (the previous episode, -1 for none), ``vectors`` float32 [n_items, d] (the platform's item
-    vectors; d = 0 for none). ``category_ctr`` float [n_categories]. Users (all [n_users]):
-    ``tier`` int, ``platform`` int (0 mobile, 1 desktop, 2 tablet, -1 unknown), ``signup_ts``
-    int64.
+    tier: np.ndarray
+    platform: np.ndarray
+    signup_ts: np.ndarray
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> Profiles:
+        """The profiles of a dataset's users (a missing column: tier 0, platform unknown,
+        signup at time 0)."""
+        users, m = ds.users, ds.n_users
+
+        def col(name: str, dtype: Any, fill: Any) -> np.ndarray:
+            return np.asarray(users[name]).astype(dtype) if name in users else \
+                np.full(m, fill, dtype=dtype)
+
+        return cls(col("tier", np.int64, 0), col("platform", np.int64, -1),
+                   col("signup_ts", np.int64, 0))
+
+    def take(self, users: np.ndarray, unknown: Profiles | None = None) -> Profiles:
+        """The profiles of ``users`` [B] (internal ids; -1: a user the dataset does not know,
+        who gets tier 0, platform unknown and the signup time in ``unknown``, if given)."""
+        users = np.asarray(users, dtype=np.int64)
+        known = users >= 0
+        safe = np.where(known, users, 0)
+        tier = np.where(known, self.tier[safe] if len(self.tier) else 0, 0)
+        plat = np.where(known, self.platform[safe] if len(self.platform) else -1, -1)
+        sign = np.where(known, self.signup_ts[safe] if len(self.signup_ts) else 0, 0)
+        if unknown is not None:
+            sign = np.where(known, sign, unknown.signup_ts)
+        return Profiles(tier.astype(np.int64), plat.astype(np.int64), sign.astype(np.int64))
+
+
+@dataclass
+class Catalogue:
+    """The observable item tables the features read, all [n_items]: ``category`` int64,
+    ``release_ts`` int64 (seconds), ``duration_min`` float, ``log_popularity`` float,
+    ``quality`` float, ``predecessor`` int64 (the previous episode, -1 for none), ``vectors``
+    float32 [n_items, d] (the platform's item vectors; d = 0 for none); ``category_ctr`` float
+    [n_categories].
     """
 
     category: np.ndarray
@@ -93,9 +126,6 @@ class Catalogue:
     predecessor: np.ndarray
     vectors: np.ndarray
     category_ctr: np.ndarray
-    tier: np.ndarray
-    platform: np.ndarray
-    signup_ts: np.ndarray
     #: unit-normalised ``vectors`` (computed once)
     unit_vectors: np.ndarray = field(init=False, repr=False)
 
@@ -121,12 +151,11 @@ class Catalogue:
         (else ``log(1 + interactions in history)``), ``quality`` (else the mean rating in
         history, centred, or 0), ``predecessor``, ``vector`` (the platform's item vectors; or
         ``vectors`` given here, e.g. a trained model's item embeddings); ``meta["category_ctr"]``.
-        User columns: ``tier``, ``platform``, ``signup_ts``.
         ``history``: the interactions popularity and quality may be counted from (default:
         ``ds``); pass the training view so nothing held out leaks into the features.
         """
-        n, m = ds.n_items, ds.n_users
-        items, users = ds.items, ds.users
+        n = ds.n_items
+        items = ds.items
         hist = ds if history is None else history
         cat = np.asarray(items["category"], dtype=np.int64) if "category" in items else \
             np.zeros(n, dtype=np.int64)
@@ -150,24 +179,19 @@ class Catalogue:
         if len(ctr) < n_cat:
             ctr = np.concatenate([ctr, np.zeros(n_cat - len(ctr))])
 
-        def col(table: dict[str, np.ndarray], name: str, size: int, dtype: Any,
-                fill: Any) -> np.ndarray:
-            if name in table:
-                return np.asarray(table[name]).astype(dtype)
-            return np.full(size, fill, dtype=dtype)
+        def col(name: str, dtype: Any, fill: Any) -> np.ndarray:
+            return np.asarray(items[name]).astype(dtype) if name in items else \
+                np.full(n, fill, dtype=dtype)
 
         return cls(
             category=cat,
-            release_ts=col(items, "release_ts", n, np.int64, 0),
-            duration_min=col(items, "duration_min", n, np.float64, 0.0),
+            release_ts=col("release_ts", np.int64, 0),
+            duration_min=col("duration_min", np.float64, 0.0),
             log_popularity=log_pop,
             quality=quality,
-            predecessor=col(items, "predecessor", n, np.int64, -1),
+            predecessor=col("predecessor", np.int64, -1),
             vectors=vectors if vectors is not None else np.zeros((n, 0), np.float32),
             category_ctr=ctr,
-            tier=col(users, "tier", m, np.int64, 0),
-            platform=col(users, "platform", m, np.int64, -1),
-            signup_ts=col(users, "signup_ts", m, np.int64, 0),
         )
 
 
@@ -252,12 +276,18 @@ def _xlogx(c: np.ndarray) -> np.ndarray:
 
 
 def click_features(
-    events: Events, catalogue: Catalogue, users: np.ndarray, items: np.ndarray, t: Any
+    events: Events,
+    catalogue: Catalogue,
+    profiles: Profiles,
+    users: np.ndarray,
+    items: np.ndarray,
+    t: Any,
 ) -> np.ndarray:
     """The 20 features (:data:`FEATURE_NAMES`) of each query (user, item, time), float32 [n, 20].
 
-    users, items: int [n] global ids; t: int [n] seconds, or one time for every query. Only the
-    user's events strictly before ``t`` count. See the module docstring for the definitions.
+    users: int [n] ids of the event log and rows of ``profiles``; items: int [n] item ids; t: int
+    [n] seconds, or one time for every query. Only the user's events strictly before ``t`` count.
+    See the module docstring for the definitions.
     """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
@@ -284,9 +314,9 @@ def click_features(
     last = np.maximum(h_end - 1, 0)
     last_ts = ev.ts[last] if len(ev) else np.zeros(n, np.int64)
     recency = np.where(has, (t - last_ts) / DAY, 60.0)
-    tier = cat.tier[users]
-    plat = cat.platform[users]
-    tenure = (t - cat.signup_ts[users]) / DAY
+    tier = profiles.tier[users]
+    plat = profiles.platform[users]
+    tenure = (t - profiles.signup_ts[users]) / DAY
 
     icat = cat.category[items]
     age_days = (t - cat.release_ts[items]) / DAY
