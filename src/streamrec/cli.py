@@ -114,6 +114,9 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Import, inspect and export datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+system_app = typer.Typer(help="Build multi-stage systems from trained runs.",
+                         no_args_is_help=True)
+app.add_typer(system_app, name="system")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -167,6 +170,17 @@ def _print_rows(title: str, rows: list[dict[str, Any]], empty: tuple[str, ...]) 
     for row in rows:
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()])
     _console().print(table)
+
+
+def _load(path: Path, data: Path | None = None, device: str = "cpu") -> Any:
+    """A run directory or a system directory, loaded."""
+    from streamrec.serve.system import is_system_dir, load_system
+
+    if is_system_dir(path):
+        return load_system(path, data=data)
+    from streamrec.run import load_run
+
+    return load_run(path, device=device, data=data)
 
 
 def _note_unfinished(run: Any) -> None:
@@ -379,14 +393,13 @@ def evaluate(
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
 ) -> None:
-    """Evaluate a run: full ranking (training items masked), or AUC / log-loss for click models."""
-    from streamrec.run import load_run
-
+    """Evaluate a run or a system: full ranking (training items masked), or AUC / log-loss for
+    click models."""
     if split not in ("valid", "test"):
         _fail(f"--split must be valid or test, got {split!r}")
     _positive("--sampled", sampled)
     ks = _parse_ks(k)
-    r = load_run(run, device=device, data=data)
+    r = _load(run, data, device)
     _note_unfinished(r)
     result = r.evaluate(split, ks, sampled=sampled)
     result["run"] = str(run)
@@ -419,17 +432,34 @@ def recommend(
     k: int = typer.Option(10, "-k", "--k", help="How many items."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     include_seen: bool = typer.Option(False, help="Do not filter the user's seen items."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Systems: why each item (sources, positions, ranker, attention)."
+    ),
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
 ) -> None:
-    """Top-k items for a user, or for an ad-hoc session (original ids in and out)."""
-    from streamrec.run import load_run
+    """Top-k items for a user, or for an ad-hoc session (original ids in and out), from a run or
+    a system directory."""
     from streamrec.serve.recommend import recommend_session, recommend_user
+    from streamrec.serve.system import SystemRun, system_recommendations
 
     if (user is None) == (session is None):
         _fail("give exactly one of --user ID or --session ID,ID,...")
     _positive("-k", k)
-    r = load_run(run, data=data)
+    r = _load(run, data)
     _note_unfinished(r)
+    if isinstance(r, SystemRun) and user is not None:
+        if include_seen:
+            _fail("--include-seen does not apply to a system (its filters decide)")
+        recs = system_recommendations(r, user, k, explain=explain)
+        if as_json:
+            _print_json({"user": user, "items": recs})
+            return
+        shown = [{key: row[key] for key in ("rank", "item", "score", "title", "category")
+                  if key in row} | ({"why": row["why"]} if explain else {}) for row in recs]
+        _print_rows(f"top {k} for user {user} (system)", shown, ("rank", "item", "score"))
+        return
+    if explain:
+        _fail("--explain needs a system directory (for a transformer run: streamrec explain)")
     if session is not None:
         items = [s.strip() for s in session.split(",") if s.strip()]
         recs = recommend_session(r, items, k, exclude_seen=not include_seen)
@@ -550,6 +580,25 @@ def retrieve(
         return
     _print_rows(f"top {k} for user {user} ({r.config['model']}, {kind} index)", recs,
                 ("rank", "item", "score"))
+
+
+# --------------------------------------------------------------------------- systems
+@system_app.command("build")
+def system_build(
+    config: Path = typer.Argument(..., help="System config (TOML or JSON): sources, ranker, "
+                                  "re-ranker, filters."),
+    out: Path = typer.Option(..., help="System directory to write."),
+    overwrite: bool = typer.Option(False, help="Replace the system in --out."),
+) -> None:
+    """Build a system (sources -> filters -> ranker -> re-ranker) from trained runs."""
+    from streamrec.serve.system import build_system
+
+    run = build_system(config, out, overwrite=overwrite, console=_console())
+    ev = run.evaluate("test")
+    shown = ", ".join(f"{key}={v:.4f}" for key, v in ev["metrics"].items()
+                      if key.split("@")[0] in ("recall", "ndcg"))
+    _console().print(f"test: {shown}  ({ev['evaluation']})")
+    _console().print(f"system written to [bold]{out}[/]")
 
 
 # --------------------------------------------------------------------------- demo

@@ -109,6 +109,7 @@ def evaluate_ranking(
     sampled: int | None = None,
     seed: int = 0,
     max_users: int | None = None,
+    users: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Evaluate a recommender on one stage of a split, by full ranking unless ``sampled``.
 
@@ -118,7 +119,9 @@ def evaluate_ranking(
 
     Returns ``{"metrics": {"recall@20": ..., ...}, "protocol": {...}, "seconds": ...}`` where
     the protocol names the dataset, split, stage, candidate set, masking, K and the number of
-    users evaluated. ``max_users`` evaluates a deterministic random subset of users (labelled).
+    users evaluated. ``max_users`` evaluates a deterministic random subset of users, ``users``
+    only these internal users (among those with held-out items); both are labelled in the
+    protocol (``users_evaluated`` against ``users_eligible``, ``user_subset``).
     """
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
@@ -138,9 +141,16 @@ def evaluate_ranking(
     # A held-out item the user already saw cannot be recommended; it is not counted as truth.
     truth = (truth - truth.multiply(seen)).tocsr()
     truth.eliminate_zeros()
-    users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    n_eligible = len(users)
+    eligible = np.flatnonzero(np.diff(truth.indptr) > 0)
+    n_eligible = len(eligible)
+    subset = None
+    if users is not None:
+        users = np.intersect1d(eligible, np.asarray(users, dtype=np.int64))
+        subset = "given users"
+    else:
+        users = eligible
     if max_users is not None and len(users) > max_users:
+        subset = f"random {max_users} (seed {seed})"
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     n_items = ds.n_items
     acc = RankingAccumulator(ks, n_items, metrics)
@@ -178,6 +188,7 @@ def evaluate_ranking(
         "users_evaluated": int(len(users)),
         "users_eligible": int(n_eligible),
         "users_without_history": int((~has_history).sum()),
+        "user_subset": subset,
         "model": model.name,
     }
     result = {k: float(v) for k, v in acc.result().items()}

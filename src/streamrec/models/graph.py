@@ -46,6 +46,7 @@ parameter's version counter is part of the cache key), so evaluating all users p
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -66,6 +67,11 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.base import ItemEmbedder, ModelConfig, Recommender
 from streamrec.models.mf import bpr_or_softmax_loss
 from streamrec.models.sampling import NegativeSampler
+
+# PyG's fused products build sparse CSC tensors; torch warns about their beta status and the
+# invariant checks on every first use, which is noise to a user (the indices are PyG's own).
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+warnings.filterwarnings("ignore", message="Sparse CSC tensor support is in beta state")
 
 LOSSES = ("bpr", "softmax")
 SIMILARITIES = ("dot", "cosine")
