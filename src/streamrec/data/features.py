@@ -150,7 +150,8 @@ class Catalogue:
         Item columns read: ``category``, ``release_ts``, ``duration_min``, ``log_popularity``
         (else ``log(1 + interactions in history)``), ``quality`` (else the mean rating in
         history, centred, or 0), ``predecessor``, ``vector`` (the platform's item vectors; or
-        ``vectors`` given here, e.g. a trained model's item embeddings); ``meta["category_ctr"]``.
+        ``vectors`` given here, e.g. a trained model's item embeddings); the category click
+        rates ``meta["category_ctr"]`` (a world's are in its calibration).
         ``history``: the interactions popularity and quality may be counted from (default:
         ``ds``); pass the training view so nothing held out leaks into the features.
         """
@@ -175,7 +176,9 @@ class Catalogue:
             quality = np.zeros(n)
         if vectors is None and "vector" in items:
             vectors = np.asarray(items["vector"], dtype=np.float32)
-        ctr = np.asarray(ds.meta.get("category_ctr", []), dtype=np.float64)
+        world = ds.meta.get("world") or {}
+        ctr = np.asarray(ds.meta.get("category_ctr", world.get("calibration", {}).get(
+            "category_ctr") or []), dtype=np.float64)
         if len(ctr) < n_cat:
             ctr = np.concatenate([ctr, np.zeros(n_cat - len(ctr))])
 
@@ -270,6 +273,21 @@ class Events:
     def __len__(self) -> int:
         return len(self.user)
 
+    def history_range(self, users: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[lo, end)`` of each user's events strictly before ``t`` (ints [n] each)."""
+        users = np.asarray(users, dtype=np.int64)
+        t_rel = np.clip(np.asarray(t, dtype=np.int64) - self.t0, 0, _TIME_SPAN - 1)
+        base = users * _TIME_SPAN
+        lo = np.searchsorted(self.key, base, side="left")
+        return lo, np.searchsorted(self.key, base + t_rel, side="left")
+
+    def last_item_before(self, users: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Each user's latest item strictly before ``t``, int64 [n] (-1 without one)."""
+        lo, end = self.history_range(users, t)
+        if not len(self.item):
+            return np.full(len(lo), -1, dtype=np.int64)
+        return np.where(end > lo, self.item[np.maximum(end - 1, 0)], -1)
+
 
 def _xlogx(c: np.ndarray) -> np.ndarray:
     return c * np.log(np.maximum(c, 1.0))
@@ -297,8 +315,7 @@ def click_features(
     ev = events
     t_rel = np.clip(t - ev.t0, 0, _TIME_SPAN - 1)  # times before the log start see no events
     base = users * _TIME_SPAN
-    h_lo = np.searchsorted(ev.key, base, side="left")
-    h_end = np.searchsorted(ev.key, base + t_rel, side="left")
+    h_lo, h_end = ev.history_range(users, t)
     n_hist = h_end - h_lo
     has = n_hist > 0
     n30 = h_end - np.maximum(np.searchsorted(ev.key, base + t_rel - 30 * DAY, side="left"), h_lo)

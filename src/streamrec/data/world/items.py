@@ -337,3 +337,13 @@ def _item_text(cfg: WorldConfig, items: dict[str, Any], rng: np.random.Generator
     title_ids[ep_first + 3] = voc["extra_base"] + 1 + np.minimum(episode[is_ep], 19)
     title = _join_tokens(voc["vocab"], title_ids, title_len)
     return {"title": title, "text": text, "vocab_size": len(voc["vocab"])}
+
+
+def platform_vectors(latent: np.ndarray, rng: np.random.Generator,
+                     noise: float = 0.5) -> np.ndarray:
+    """The platform's own item vectors, float32 [n_items, d]: the true latents seen through
+    noise (per dimension ``noise`` x the latents' root mean square), as a content pipeline
+    would give them. The click features' history similarity is computed from them; no model
+    reads them."""
+    scale = noise * float(np.sqrt(np.mean(np.square(latent))))
+    return (latent + scale * rng.standard_normal(latent.shape)).astype(np.float32)

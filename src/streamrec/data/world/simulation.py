@@ -35,7 +35,7 @@ from streamrec.data.world.impressions import (
     fit_click_model,
     simulate_impressions,
 )
-from streamrec.data.world.items import _KEY_SPAN, _make_items, _segment_first
+from streamrec.data.world.items import _KEY_SPAN, _make_items, _segment_first, platform_vectors
 from streamrec.data.world.truth import WorldTruth
 from streamrec.data.world.users import _make_users
 
@@ -68,6 +68,7 @@ class _World:
         self.cfg, self.seed = cfg, int(seed)
         self.items = _make_items(cfg, _rng(seed, 0))
         self.users = _make_users(cfg, self.items, _rng(seed, 1))
+        self.items["vector"] = platform_vectors(self.items["latent"], _rng(seed, 7))
         r = _rng(seed, 2)
         m = 200_000
         ru, ri = r.integers(0, cfg.n_users, m), r.integers(0, cfg.n_items, m)
@@ -302,9 +303,7 @@ class _World:
                     ev_user[keep],
                     ev_item[keep],
                     ev_ts[keep],
-                    s_user,
-                    s_start,
-                    dur,
+                    session_base + ev_sess[keep],
                     n_imp,
                     rng,
                 )
@@ -337,6 +336,12 @@ class _World:
             "text": it["text"],
             "duration_min": it["duration"].astype(np.float32),
             "release_ts": it["release"].astype(np.int64),
+            # what the platform observes (the click features read these): noisy popularity
+            # and quality counters, the series order, and its own item vectors
+            "log_popularity": it["log_pop_obs"].astype(np.float32),
+            "quality": it["quality_obs"].astype(np.float32),
+            "predecessor": it["predecessor"].astype(np.int32),
+            "vector": it["vector"],
         }
         return ids, cols
 
