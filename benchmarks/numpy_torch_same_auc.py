@@ -43,9 +43,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     ds = load_dataset(m0_world())
-    common = [f"hidden={args.hidden}"]
+    # the recipe this comparison was made with: ReLU, He init, a constant lr of 1e-3
+    common = [f"hidden={args.hidden}", "activation=relu", "init=he_normal"]
     np_cfg, _, _ = build_configs("mlp-numpy", overrides=common + [
-        f"fit_epochs={args.epochs}", f"fit_batch_size={args.batch_size}", "fit_patience=0"])
+        f"fit_epochs={args.epochs}", f"fit_batch_size={args.batch_size}", "fit_patience=0",
+        "fit_lr=1e-3", "fit_schedule=constant", "fit_warmup_epochs=0"])
     t_cfg, _, _ = build_configs("mlp", overrides=common + ["diagnostics=false"])
     np_model = NumpyMLP(np_cfg, ds)
     t_model = MLP(t_cfg, ds)

@@ -48,7 +48,8 @@ from common import RESULTS, write_result
 
 BOOK = ["hidden=[512, 256, 128, 64]", "activation=relu", "init=he_normal",
         "diagnostics=false"]
-BOOK_TRAIN = ["optimizer=adam", "lr=1e-3", "batch_size=512", "schedule=constant", "patience=0"]
+BOOK_TRAIN = ["optimizer=adam", "lr=1e-3", "batch_size=512", "schedule=constant", "patience=0",
+              "warmup_epochs=0"]
 
 
 def configs(wd: float) -> dict[str, list[str]]:

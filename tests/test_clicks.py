@@ -43,7 +43,7 @@ def runs(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     root = tmp_path_factory.mktemp("runs")
     sets = {
         "logreg": ["epochs=8"],
-        "mlp": ["epochs=6", "hidden=[64, 32]"],
+        "mlp": ["epochs=6", "hidden=[64, 32]", "activation=relu"],  # diagnostics: ReLUs
         "mlp-numpy": ["fit_epochs=6", "hidden=[64, 32]", "fit_progress=false"],
     }
     torch.set_num_threads(2)
@@ -159,9 +159,12 @@ def test_numpy_and_torch_mlp_agree_from_the_same_init(tiny: Dataset) -> None:
     torch.set_num_threads(2)
     epochs = 3
     np_cfg, _, _ = build_configs("mlp-numpy", overrides=[
-        "hidden=[32, 16]", f"fit_epochs={epochs}", "fit_batch_size=256", "fit_progress=false"])
+        "hidden=[32, 16]", f"fit_epochs={epochs}", "fit_batch_size=256", "fit_progress=false",
+        "activation=relu", "init=he_normal", "fit_lr=1e-3", "fit_schedule=constant",
+        "fit_warmup_epochs=0"])
     np_model = NumpyMLP(np_cfg, tiny)
-    t_cfg, _, _ = build_configs("mlp", overrides=["hidden=[32, 16]"])
+    t_cfg, _, _ = build_configs("mlp", overrides=["hidden=[32, 16]", "activation=relu",
+                                                  "init=he_normal"])
     t_model = MLP(t_cfg, tiny)
     t_model.net.load_state_dict(to_torch(np_model.net).state_dict())
     np_model.fit(tiny, lambda m: evaluate_clicks(m, tiny, "valid")["metrics"])

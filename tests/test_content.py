@@ -170,7 +170,7 @@ def test_profile_objective_batches_and_loss_match_a_loop(cold):
     _, train = cold
     torch.manual_seed(0)
     cfg = CNNTextConfig(**SMALL_CNN, objective="category+profile", profile_users=16,
-                        profile_items=4, contrastive_weight=0.5)
+                        profile_items=4, contrastive_weight=0.5, category_weight=1.0)
     model = CNNText(cfg, train).eval()  # eval: no dropout, so the loop sees the same encoder
     csr = train.csr()
     eligible = np.flatnonzero(np.diff(csr.indptr) >= 2)
@@ -260,7 +260,8 @@ def test_views_objective_loss_matches_a_loop(cold):
     # views alone need no categories but do need some dropout
     CNNText(CNNTextConfig(**SMALL_CNN, objective="views"), train)
     with pytest.raises(ValueError, match="dropout"):
-        CNNText(CNNTextConfig(**{**SMALL_CNN, "dropout": 0.0}, objective="views"), train)
+        CNNText(CNNTextConfig(**{**SMALL_CNN, "dropout": 0.0}, objective="views",
+                              token_dropout=0.0), train)
 
 
 def test_views_training_teaches_the_encoder_to_tell_items_apart(cold):

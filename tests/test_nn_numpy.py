@@ -4,7 +4,9 @@
 2. twin check against the equivalent torch network (loss and all gradients),
 3. identical loss trajectories for SGD / Adam / AdamW against torch.optim,
 4. initialiser statistics and agreement with torch.nn.init,
-5. BatchNorm running statistics and eval mode against torch.
+5. BatchNorm running statistics and eval mode against torch,
+6. SiLU (hand-written backward against torch autograd), torch's default Linear init and the
+   learning-rate schedules against the torch training loop's.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from streamrec.nn_numpy import (
     BCEWithLogitsLoss,
     Dropout,
     Linear,
+    LRScheduler,
     ReLU,
     Sequential,
     Sigmoid,
+    SiLU,
     bce_with_logits,
     bce_with_logits_backward,
     build_mlp,
@@ -498,3 +502,146 @@ def test_build_mlp_structure_and_dtype() -> None:
     assert model.backward(np.ones_like(out), need_input_grad=False) is None
     assert all(g.dtype == np.float32 for _, _, g in model.params())
     assert model.forward(x, False).shape == (5, 1)
+
+
+# ------------------------------------------------------------------ 6. SiLU, init, schedules
+
+
+def test_gradcheck_silu() -> None:
+    rng = np.random.default_rng(20)
+    check_layer_grads(SiLU(), rng.standard_normal((6, 5)) * 3.0, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_silu_matches_torch_autograd(dtype: type) -> None:
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((64, 32)) * 4.0
+    x[0, :6] = [-200.0, -40.0, -1.2784645, 0.0, 40.0, 200.0]  # far tails, minimum, zero
+    x = x.astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    layer = SiLU()
+    y = layer.forward(x, True)
+    dx = layer.backward(g.copy())
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.silu(xt)
+    yt.backward(torch.tensor(g))
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=tol, atol=tol)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    assert layer.backward(g, need_input_grad=False) is None
+
+
+def test_silu_mlp_twin_torch_and_round_trip() -> None:
+    rng = np.random.default_rng(22)
+    model = build_mlp(12, [32, 16], activation="silu", init="default", rng=rng, dtype=F64)
+    assert [type(m).__name__ for m in model] == ["Linear", "SiLU"] * 2 + ["Linear"]
+    tmodel = to_torch(model)
+    assert isinstance(tmodel[1], torch.nn.SiLU)
+    x = rng.standard_normal((24, 12))
+    y = rng.integers(0, 2, (24, 1)).astype(F64)
+    loss = BCEWithLogitsLoss()
+    model.zero_grad()
+    value = loss.forward(model.forward(x, True), y)
+    dx = model.backward(loss.backward())
+    xt = torch.tensor(x, requires_grad=True)
+    tvalue = torch.nn.BCEWithLogitsLoss()(tmodel(xt), torch.tensor(y))
+    tvalue.backward()
+    assert abs(value - tvalue.item()) < 1e-12
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=0, atol=1e-12)
+    tg = torch_grads(tmodel)
+    for name, p in model.named_parameters():
+        assert np.max(np.abs(p.grad - tg[name])) < 1e-12, name
+    back = from_torch(tmodel)
+    assert [type(m).__name__ for m in back] == [type(m).__name__ for m in model]
+    np.testing.assert_array_equal(back.forward(x, False), model.forward(x, False))
+    with pytest.raises(ValueError, match="activation"):
+        build_mlp(4, [3], activation="gelu")
+
+
+def test_linear_default_init_is_torchs() -> None:
+    """``init="default"``: weight and bias from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as
+    ``torch.nn.Linear`` initialises itself (its kaiming_uniform(a=sqrt(5)))."""
+    fan_out, fan_in = SHAPE
+    bound = 1.0 / math.sqrt(fan_in)
+    torch.manual_seed(0)
+    tlin = torch.nn.Linear(fan_in, fan_out, dtype=torch.float64)
+    lin = Linear(fan_in, fan_out, init="default", rng=0, dtype=F64)
+    for ours, theirs in ((lin.weight.data, tlin.weight), (lin.bias.data, tlin.bias)):
+        theirs = theirs.detach().numpy()
+        for a in (ours, theirs):
+            assert np.abs(a).max() <= bound and np.abs(a).max() > 0.99 * bound
+        assert ours.std() == pytest.approx(theirs.std(), rel=0.05)
+        assert ours.std() == pytest.approx(bound / math.sqrt(3.0), rel=0.05)
+    assert nninit.kaiming_uniform_bound(fan_in, nninit.calculate_gain("leaky_relu", math.sqrt(5))
+                                        ) == pytest.approx(bound)
+    assert Linear(3, 2, init="default", rng=0, bias=False).bias is None
+    assert np.all(Linear(3, 2, init="he_normal", rng=0).bias.data == 0)  # others: zero bias
+
+
+@pytest.mark.parametrize(("schedule", "warmup_epochs"),
+                         [("cosine", 1.0), ("cosine", 0.0), ("cosine", 0.5), ("constant", 1.0)])
+def test_lr_schedule_matches_the_torch_loop(schedule: str, warmup_epochs: float) -> None:
+    """Step for step, the numpy scheduler sets the rates the torch training loop's scheduler
+    (``streamrec.train.schedules.make_scheduler``) gives its optimizer."""
+    from streamrec.train.config import TrainConfig
+    from streamrec.train.schedules import make_scheduler
+
+    epochs, spe, lr = 4, 7, 2e-3
+    cfg = TrainConfig(epochs=epochs, lr=lr, schedule=schedule, warmup_epochs=warmup_epochs,
+                      progress=False)
+    topt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    tsched = make_scheduler(topt, cfg, spe)
+    opt = SGD(Linear(2, 1, rng=0).parameters(), lr=lr)
+    sched = LRScheduler(opt, total_steps=epochs * spe,
+                        warmup_steps=int(round(warmup_epochs * spe)), schedule=schedule)
+    rates = []
+    for _ in range(epochs * spe):
+        assert opt.lr == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12, abs=1e-18)
+        rates.append(opt.lr)
+        topt.step()
+        tsched.step()
+        sched.step()
+    if schedule == "cosine":
+        assert max(rates) == pytest.approx(lr) and rates[-1] == 0.0
+    if warmup_epochs:
+        assert rates[0] == pytest.approx(lr / round(warmup_epochs * spe))
+    with pytest.raises(ValueError, match="schedule"):
+        LRScheduler(opt, total_steps=10, schedule="nope")
+
+
+def test_silu_cosine_adam_trajectory_matches_torch() -> None:
+    """The numpy MLP's default recipe (SiLU, torch's init, Adam with warmup and cosine) takes
+    the same steps as torch with the training loop's scheduler."""
+    from streamrec.train.config import TrainConfig
+    from streamrec.train.schedules import make_scheduler
+
+    x, y = make_data()
+    model = build_mlp(10, [24, 12], activation="silu", init="default", rng=23, dtype=F64)
+    tmodel = to_torch(model)
+    epochs, bs = 5, 32
+    spe = len(x) // bs
+    opt = Adam(model.parameters(), lr=1e-2)
+    sched = LRScheduler(opt, total_steps=epochs * spe, warmup_steps=spe, schedule="cosine")
+    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-2)
+    tsched = make_scheduler(topt, TrainConfig(epochs=epochs, lr=1e-2, schedule="cosine",
+                                              warmup_epochs=1, progress=False), spe)
+    loss, tloss = BCEWithLogitsLoss(), torch.nn.BCEWithLogitsLoss()
+    rng = np.random.default_rng(24)
+    for idx in (b for _ in range(epochs) for b in iterate_minibatches(len(x), bs, rng)):
+        opt.zero_grad()
+        value = loss.forward(model.forward(x[idx], True), y[idx])
+        model.backward(loss.backward(), need_input_grad=False)
+        opt.step()
+        sched.step()
+        topt.zero_grad()
+        tvalue = tloss(tmodel(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+        tvalue.backward()
+        topt.step()
+        tsched.step()
+        assert abs(value - tvalue.item()) < 1e-9
+    tparams = dict(tmodel.named_parameters())
+    for pname, p in model.named_parameters():
+        assert np.max(np.abs(p.data - tparams[pname].detach().numpy())) < 1e-9, pname
+    assert value < 0.69

@@ -2,16 +2,26 @@
 :mod:`streamrec.nn_numpy`, trained by its own mini-batch loop.
 
 Same architecture as the torch ``mlp`` with ``norm="none"`` (or ``batchnorm``):
-``z [B, F] -> (Linear -> [BatchNorm1d] -> ReLU -> [Dropout]) x len(hidden) -> Linear -> logit``
-on the standardised features (training statistics, as every click model). The hidden layers
-start with ``init`` (He-normal by default) and the output layer at zero weights and the
-log-odds of the click rate, exactly as the torch MLP.
+``z [B, F] -> (Linear -> [BatchNorm1d] -> act -> [Dropout]) x len(hidden) -> Linear -> logit``
+on the standardised features (training statistics, as every click model), ``act`` being
+``activation`` (SiLU by default, or ReLU). The layers start with ``init``: ``default`` (the
+default) is torch's own ``nn.Linear`` initialisation, weights and biases from
+``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; ``he_normal`` and the other schemes of
+:mod:`streamrec.nn_numpy.init` draw the weights and start the biases at zero. The output
+layer's bias starts at the log-odds of the click rate, and its weights at zero (except with
+``default``, which keeps them random), exactly as the torch MLP.
 
 From the shared training loop's point of view the model is closed-form (``trainable =
 False``): the loop calls :meth:`NumpyMLP.fit` once, which runs the numpy loop — shuffled
-mini-batches, Adam / AdamW / SGD, ``fit_epochs`` epochs, early stopping on the validation
-AUC with ``fit_patience`` (the best epoch's weights are kept), a line of progress per epoch.
-Its options are model options with a ``fit_`` prefix so they never clash with the loop's.
+mini-batches, Adam / AdamW / SGD with the learning rate of ``fit_schedule`` (``cosine`` by
+default, after ``fit_warmup_epochs`` of linear warmup; or ``constant``) set every step,
+``fit_epochs`` epochs, early stopping on the validation AUC with ``fit_patience`` (the best
+epoch's weights are kept), a line of progress per epoch. Its options are model options with
+a ``fit_`` prefix so they never clash with the loop's.
+
+The defaults are the torch ``mlp``'s recipe (``[256, 128, 64]``, SiLU, torch's init, Adam
+2e-3 in batches of 1,024, cosine over 12 epochs after one of warmup, patience 4), so the two
+implementations can be compared option for option (``docs/click_prediction.md``).
 
 The weights live in numpy arrays that are *shared* with torch buffers (``net.0.weight`` ->
 buffer ``net_0_weight``), so ``state_dict`` / safetensors / ``load_state_dict`` save and
@@ -23,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,20 +54,50 @@ class NumpyMLPConfig(ClickConfig):
     """Options of the numpy click MLP (see the module docstring)."""
 
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 128, 64])
-    init: str = "he_normal"
+    activation: str = "silu"
+    init: str = "default"
     batchnorm: bool = False
     dropout: float = 0.0
-    fit_epochs: int = 20
-    fit_batch_size: int = 512
+    fit_epochs: int = 12
+    fit_batch_size: int = 1024
     fit_optimizer: str = "adam"
-    fit_lr: float = 1e-3
+    fit_lr: float = 2e-3
+    #: ``cosine`` (to 0 at the last step) or ``constant``, set every optimiser step
+    fit_schedule: str = "cosine"
+    #: epochs of linear warmup, from ``fit_lr / W`` at the first of its ``W`` steps to
+    #: ``fit_lr`` (may be fractional)
+    fit_warmup_epochs: float = 1.0
     fit_weight_decay: float = 0.0
     fit_momentum: float = 0.9
     #: stop after this many epochs without a better validation AUC (0: never)
-    fit_patience: int = 5
+    fit_patience: int = 4
     #: seeds the initial weights, the dropout masks and the shuffling
     fit_seed: int = 0
     fit_progress: bool = True
+
+    #: options added after runs were saved without them, with the values those runs had
+    _ADDED_OPTIONS: ClassVar[dict[str, Any]] = {
+        "activation": "relu", "fit_schedule": "constant", "fit_warmup_epochs": 0.0,
+    }
+    #: every option a run saved before them has in its ``config.json``
+    _OPTIONS_BEFORE: ClassVar[frozenset[str]] = frozenset({
+        "click_split", "click_split_seed", "click_split_ratios", "train_fraction", "hidden",
+        "init", "batchnorm", "dropout", "fit_epochs", "fit_batch_size", "fit_optimizer",
+        "fit_lr", "fit_weight_decay", "fit_momentum", "fit_patience", "fit_seed",
+        "fit_progress",
+    })
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> NumpyMLPConfig:
+        """As every options class; the complete option set of a run saved before
+        ``activation``, ``fit_schedule`` and ``fit_warmup_epochs`` existed (all of
+        ``_OPTIONS_BEFORE``, none of those three) gets the values it was trained with (ReLU,
+        constant rate, no warmup), not today's defaults, so an old run loads as the model it
+        was."""
+        values = dict(values)
+        if cls._OPTIONS_BEFORE <= set(values) and not set(cls._ADDED_OPTIONS) & set(values):
+            values.update(cls._ADDED_OPTIONS)
+        return super().from_dict(values)  # type: ignore[return-value]
 
     def check(self) -> list[str]:
         problems = super().check()
@@ -64,12 +105,15 @@ class NumpyMLPConfig(ClickConfig):
             problems.append(f"hidden widths must be >= 1, got {self.hidden}")
         return [
             *problems,
+            *one_of("activation", self.activation, nnp.mlp.ACTIVATIONS),
             *one_of("init", self.init, sorted(nnp.init.INITIALIZERS)),
             *in_range("dropout", self.dropout, 0, 1, high_open=True),
             *at_least("fit_epochs", self.fit_epochs, 1),
             *at_least("fit_batch_size", self.fit_batch_size, 1),
             *one_of("fit_optimizer", self.fit_optimizer, OPTIMIZERS),
             *at_least("fit_lr", self.fit_lr, 0, strict=True),
+            *one_of("fit_schedule", self.fit_schedule, nnp.schedules.SCHEDULES),
+            *in_range("fit_warmup_epochs", self.fit_warmup_epochs, 0, self.fit_epochs),
             *at_least("fit_weight_decay", self.fit_weight_decay, 0),
             *in_range("fit_momentum", self.fit_momentum, 0, 1, high_open=True),
             *at_least("fit_patience", self.fit_patience, 0),
@@ -90,9 +134,11 @@ class NumpyMLP(ClickRecommender):
             self.n_features, config.hidden, dropout=config.dropout,
             batchnorm=config.batchnorm, init=config.init,
             rng=np.random.default_rng(config.fit_seed), dtype=np.float32,
+            activation=config.activation,
         )
         # the output layer starts at the base rate, as in the torch MLP (init_output)
-        self.net[-1].weight.data[...] = 0.0
+        if config.init != "default":
+            self.net[-1].weight.data[...] = 0.0
         self.net[-1].bias.data[...] = self.base_logit
         self._arrays: list[np.ndarray] = []
         for name, arr in self._named_arrays():
@@ -147,7 +193,9 @@ class NumpyMLP(ClickRecommender):
 
         validate: ``model -> {"auc": ...}`` on the validation impressions (the training loop's
         own validation; without it every epoch is kept and the last one wins).
-        Epoch ``e`` shuffles with ``default_rng([fit_seed, e])``. Every epoch prints
+        Epoch ``e`` shuffles with ``default_rng([fit_seed, e])``; the learning rate of every
+        step follows ``fit_schedule`` over ``fit_epochs * ceil(n / fit_batch_size)`` steps
+        (:class:`streamrec.nn_numpy.LRScheduler`, the torch loop's rules). Every epoch prints
         ``epoch, mean train loss, valid AUC, seconds`` (when ``fit_progress``) and is appended to
         :attr:`history`. At the end the weights of the best validated epoch are restored.
         """
@@ -157,6 +205,12 @@ class NumpyMLP(ClickRecommender):
         x_tr = std.transform(tr.features)
         y_tr = tr.clicked.astype(np.float32)[:, None]
         opt = self._optimizer()
+        steps_per_epoch = -(-len(y_tr) // c.fit_batch_size)
+        sched = nnp.LRScheduler(
+            opt, total_steps=c.fit_epochs * steps_per_epoch,
+            warmup_steps=int(round(c.fit_warmup_epochs * steps_per_epoch)),
+            schedule=c.fit_schedule,
+        )
         loss_fn = nnp.BCEWithLogitsLoss()
         self.history = []
         best_auc, best_state, bad = -np.inf, None, 0
@@ -174,6 +228,7 @@ class NumpyMLP(ClickRecommender):
                 opt.zero_grad()
                 self.net.backward(loss_fn.backward(), need_input_grad=False)
                 opt.step()
+                sched.step()
                 total += loss * len(idx)
                 n_seen += len(idx)
             record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n_seen, 1)}

@@ -11,10 +11,21 @@ from .init import (
     xavier_normal,
     xavier_uniform,
 )
-from .layers import BatchNorm1d, Dropout, Linear, Module, Parameter, ReLU, Sequential, Sigmoid
+from .layers import (
+    BatchNorm1d,
+    Dropout,
+    Linear,
+    Module,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SiLU,
+)
 from .losses import BCEWithLogitsLoss, bce_with_logits, bce_with_logits_backward
 from .mlp import build_mlp, from_torch, iterate_minibatches, to_torch
 from .optim import SGD, Adam, AdamW, Optimizer
+from .schedules import LRScheduler, lr_factor
 
 __all__ = [
     "SGD",
@@ -23,12 +34,14 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "Dropout",
+    "LRScheduler",
     "Linear",
     "Module",
     "Optimizer",
     "Parameter",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "bce_with_logits",
     "bce_with_logits_backward",
@@ -41,6 +54,7 @@ __all__ = [
     "iterate_minibatches",
     "kaiming_normal",
     "kaiming_uniform",
+    "lr_factor",
     "to_torch",
     "xavier_normal",
     "xavier_uniform",

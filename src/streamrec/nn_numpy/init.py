@@ -42,6 +42,7 @@ __all__ = [
     "kaiming_std",
     "kaiming_uniform",
     "kaiming_uniform_bound",
+    "torch_linear_default",
     "xavier_normal",
     "xavier_std",
     "xavier_uniform",
@@ -206,6 +207,18 @@ def he_normal(
     return kaiming_normal(shape, rng=rng, dtype=dtype)
 
 
+def torch_linear_default(
+    shape: Sequence[int], rng: RngLike = None, dtype: np.dtype | type = np.float32
+) -> np.ndarray:
+    """What ``torch.nn.Linear.reset_parameters`` draws for its weight:
+    ``kaiming_uniform(a=sqrt(5))``, i.e. gain ``sqrt(2 / (1 + 5)) = sqrt(1/3)`` and bound
+    ``sqrt(1/3) * sqrt(3 / fan_in) = 1 / sqrt(fan_in)``: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+    (:class:`~streamrec.nn_numpy.Linear` with ``init="default"`` draws its bias from the
+    same interval, as torch does.)"""
+    return kaiming_uniform(shape, a=math.sqrt(5.0), nonlinearity="leaky_relu", rng=rng,
+                           dtype=dtype)
+
+
 def _xavier_uniform_default(
     shape: Sequence[int], rng: RngLike = None, dtype: np.dtype | type = np.float32
 ) -> np.ndarray:
@@ -230,6 +243,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "xavier_uniform": _xavier_uniform_default,
     "glorot_normal": _xavier_normal_default,
     "glorot_uniform": _xavier_uniform_default,
+    "default": torch_linear_default,
 }
 
 

@@ -17,6 +17,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
 ]
 
@@ -114,7 +116,9 @@ class Linear(Module):
 
     Shapes: x ``[N, in]``, W ``[out, in]``, b ``[out]``, y ``[N, out]``.
     ``init`` is one of ``he_normal``, ``he_uniform``, ``xavier_normal``, ``xavier_uniform``
-    (see :mod:`.init`); the bias starts at zero.
+    (see :mod:`.init`); the bias starts at zero. ``init="default"`` is what
+    ``torch.nn.Linear`` does by itself: ``W ~ U(-1/sqrt(in), 1/sqrt(in))`` (its
+    ``kaiming_uniform(a=sqrt(5))``) and the bias from the same interval.
     """
 
     _param_names = ("weight", "bias")
@@ -131,13 +135,15 @@ class Linear(Module):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         dtype = np.dtype(dtype)
-        w = get_initializer(init)(
-            (self.out_features, self.in_features), rng=as_rng(rng), dtype=dtype
-        )
+        gen = as_rng(rng)
+        w = get_initializer(init)((self.out_features, self.in_features), rng=gen, dtype=dtype)
         self.weight = Parameter(w)
         self.bias: Parameter | None = (
             Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
         )
+        if init == "default" and self.bias is not None:  # torch: U(-1/sqrt(in), 1/sqrt(in))
+            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            self.bias.data[...] = gen.uniform(-bound, bound, self.out_features)
         self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
@@ -223,6 +229,51 @@ class Sigmoid(Module):
             return None
         y = self._y
         return grad * y * (1.0 - y)
+
+
+class SiLU(Module):
+    """``y = x * sigmoid(x)`` elementwise (SiLU, or "swish"), like ``torch.nn.SiLU``; any shape.
+
+    Smooth and non-monotonic: negative inputs give small negative outputs (minimum
+    ``-0.278`` at ``x = -1.278``) and keep a gradient, so a unit cannot die as a ReLU can.
+    """
+
+    def __init__(self) -> None:
+        self._x: np.ndarray | None = None
+        self._s: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """``y = x * s`` with ``s = sigmoid(x) = (1 + tanh(x / 2)) / 2``; caches ``x`` and ``s``.
+
+        The tanh form is exact (``tanh(x/2) = (1 - e^-x) / (1 + e^-x)``), cannot overflow
+        (tanh saturates at +-1) and is several times faster in numpy than the two-branch
+        ``exp`` form of :class:`Sigmoid`.
+        """
+        half = x.dtype.type(0.5) if x.dtype in (np.float32, np.float64) else 0.5
+        s = np.tanh(x * half)
+        s += 1.0
+        s *= half
+        self._x, self._s = x, s
+        return x * s
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Product rule with ``ds/dx = s (1 - s)``::
+
+            dy/dx = s + x * s (1 - s) = s * (1 + x (1 - s))
+
+        so ``dx = dy * s * (1 + x (1 - s))``.
+        """
+        if not need_input_grad:
+            return None
+        x, s = self._x, self._s
+        if x is None or s is None:
+            raise RuntimeError("backward called before forward")
+        d = np.subtract(1.0, s, dtype=s.dtype)  # dy/dx = s (1 + x (1 - s)), in one buffer
+        d *= x
+        d += 1.0
+        d *= s
+        d *= grad
+        return d
 
 
 class Dropout(Module):

@@ -2,7 +2,8 @@
 
 ``build_mlp(20, [512, 256])`` gives ``Linear(20,512) ReLU Linear(512,256) ReLU Linear(256,1)``;
 with ``batchnorm=True`` each hidden block is ``Linear BatchNorm1d ReLU`` and with
-``dropout > 0`` a ``Dropout`` follows each ReLU. Layer indices (and therefore parameter names
+``dropout > 0`` a ``Dropout`` follows each ReLU; ``activation="silu"`` puts a ``SiLU`` where
+the ReLUs are. Layer indices (and therefore parameter names
 such as ``"0.weight"``) are the same as in the ``torch.nn.Sequential`` built by ``to_torch``.
 """
 
@@ -14,12 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .init import RngLike, as_rng
-from .layers import BatchNorm1d, Dropout, Linear, Module, ReLU, Sequential, Sigmoid
+from .layers import BatchNorm1d, Dropout, Linear, Module, ReLU, Sequential, Sigmoid, SiLU
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_mlp", "from_torch", "iterate_minibatches", "to_torch"]
+__all__ = ["ACTIVATIONS", "build_mlp", "from_torch", "iterate_minibatches", "to_torch"]
+
+#: hidden activations of :func:`build_mlp`
+ACTIVATIONS = ("relu", "silu")
 
 
 def build_mlp(
@@ -30,14 +34,20 @@ def build_mlp(
     init: str = "he_normal",
     rng: RngLike = None,
     dtype: np.dtype | type = np.float32,
+    activation: str = "relu",
 ) -> Sequential:
     """MLP ``[N, in_features] -> [N, 1]`` logits (apply a sigmoid for click probabilities).
 
-    ``init`` is used for every Linear weight (biases start at zero); ``rng`` seeds both the
-    weights and the dropout masks. ReLUs are in-place (their input is a fresh buffer). With
+    ``init`` is used for every Linear weight (biases start at zero, except with ``default``:
+    torch's own ``nn.Linear`` initialisation, see :class:`~streamrec.nn_numpy.Linear`);
+    ``rng`` seeds both the weights and the dropout masks. ``activation``: ``relu`` or
+    ``silu`` after each hidden layer. ReLUs are in-place (their input is a fresh buffer). With
     ``batchnorm`` the hidden Linear layers have no bias (BN's mean subtraction cancels it; its
     gradient would be pure rounding noise, which Adam would amplify into random drift).
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of "
+                         f"{', '.join(ACTIVATIONS)}")
     gen = as_rng(rng)
     layers: list[Module] = []
     prev = int(in_features)
@@ -46,7 +56,7 @@ def build_mlp(
         layers.append(Linear(prev, width, init=init, rng=gen, dtype=dtype, bias=not batchnorm))
         if batchnorm:
             layers.append(BatchNorm1d(width, dtype=dtype))
-        layers.append(ReLU(inplace=True))
+        layers.append(ReLU(inplace=True) if activation == "relu" else SiLU())
         if dropout > 0.0:
             layers.append(Dropout(dropout, rng=gen))
         prev = int(width)
@@ -98,6 +108,8 @@ def to_torch(seq: Sequential) -> torch.nn.Sequential:
             mods.append(bn)
         elif isinstance(layer, ReLU):
             mods.append(nn.ReLU())
+        elif isinstance(layer, SiLU):
+            mods.append(nn.SiLU())
         elif isinstance(layer, Sigmoid):
             mods.append(nn.Sigmoid())
         elif isinstance(layer, Dropout):
@@ -149,6 +161,8 @@ def from_torch(
             layers.append(
                 ReLU(inplace=bool(layers) and isinstance(layers[-1], (Linear, BatchNorm1d)))
             )
+        elif isinstance(mod, nn.SiLU):
+            layers.append(SiLU())
         elif isinstance(mod, nn.Sigmoid):
             layers.append(Sigmoid())
         elif isinstance(mod, nn.Dropout):
