@@ -27,6 +27,7 @@ LAYERS = {
     "eval": 4,
     "run": 5,
     "serve": 6,
+    "judge": 7,
     "demo": 7,
     "cli": 8,
 }

@@ -610,12 +610,18 @@ def demo(
     models_: str | None = typer.Option(
         None, "--models", help="Comma-separated subset of models (default: all)."
     ),
+    quick: bool = typer.Option(False, "--quick", help="The tiny world and a few epochs "
+                               "(about a minute)."),
 ) -> None:
-    """The main job: generate the world, train every model, print a leaderboard, write a report."""
+    """The main job: a world, one model per milestone, the system built from them, judged:
+    leaderboard, ablation, truth table, latency, and a report with plots."""
     from streamrec.demo import run_demo
 
+    if seed < 0:
+        _fail(f"--seed must be >= 0, got {seed}")
     chosen = [m.strip() for m in models_.split(",")] if models_ else None
-    report = run_demo(out, preset=preset, seed=seed, models=chosen, console=_console())
+    report = run_demo(out, preset=preset, seed=seed, models=chosen, console=_console(),
+                      quick=quick)
     _console().print(f"report: [bold]{report}[/]")
 
 

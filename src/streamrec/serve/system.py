@@ -431,8 +431,9 @@ class System(Recommender):
         for name in self.feature_names:
             if name in FEATURE_NAMES:
                 cols.append(clicks[:, FEATURE_NAMES.index(name)])
-            else:
-                r = all_ranks[:, src_index[name.removeprefix("source:")]]
+            else:  # a source removed from a running system proposes nothing: 0
+                j = src_index.get(name.removeprefix("source:"))
+                r = all_ranks[:, j] if j is not None else np.zeros(len(all_ranks))
                 cols.append(np.where(r > 0, 1.0 / (1.0 + r), 0.0))
         feats = np.stack(cols, 1).astype(np.float32)
         return np.split(feats, np.cumsum(n)[:-1])
