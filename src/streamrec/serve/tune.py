@@ -4,9 +4,9 @@ For each setting of a small grid (diversity x category cap x freshness), the sys
 candidates of the tuning users (validation users the ranker did not learn from; history =
 training view) are re-ranked and judged: NDCG@10 / Recall@10 of the held-out validation item
 and the list measures of :func:`~streamrec.eval.truth.list_measures` (on a world, the true
-expected engagement). The rule: among the settings whose primary measure (the true engagement
-ratio on a world, NDCG@10 otherwise) is within ``slack`` of the best setting's, take the one
-with the most intra-list diversity. Diversity is bought only where it costs (almost) nothing.
+expected engagement). The rule: among the settings whose NDCG@10 and (on a world) true
+engagement ratio are both within ``slack`` of the best setting's, take the one with the most
+intra-list diversity. Diversity is bought only where it costs (almost) nothing.
 """
 
 from __future__ import annotations
@@ -72,13 +72,14 @@ def tune_reranker(
                f"recall@{k}": float(found.mean()),
                **list_measures(top, users, ds, train, truth, system.unit_embeddings)}
         rows.append(row)
-    key = "engagement_ratio" if truth is not None else f"ndcg@{k}"
-    best = max(r[key] for r in rows)
-    ok = [r for r in rows if r[key] >= (1 - slack) * best]
+    keys = [f"ndcg@{k}"] + (["engagement_ratio"] if truth is not None else [])
+    best = {key: max(r[key] for r in rows) for key in keys}
+    ok = [r for r in rows if all(r[key] >= (1 - slack) * best[key] for key in keys)]
     chosen = max(ok, key=lambda r: (r.get("ild", 0.0), -r["diversity"], -r["freshness"]))
     for r in rows:
         r["chosen"] = r is chosen
     if console is not None:
+        shown = "; ".join(f"{key} {chosen[key]:.4f} (best {best[key]:.4f})" for key in keys)
         console.print(f"re-ranker: chose {', '.join(f'{g}={chosen[g]}' for g in grid)} "
-                      f"({key} {chosen[key]:.4f}, best {best:.4f}; ild {chosen.get('ild', 0):.3f})")
+                      f"({shown}; ild {chosen.get('ild', 0):.3f})")
     return RerankOptions.from_dict({**base, **{g: chosen[g] for g in grid}}), rows
