@@ -16,7 +16,7 @@ from streamrec.run import train_run
 from streamrec.serve.rerank import RerankOptions, rerank
 from streamrec.serve.state import HistoryIndex, UserState
 from streamrec.serve.system import (
-    SystemError,
+    SystemConfigError,
     build_system,
     load_system,
     ranker_training_data,
@@ -206,7 +206,7 @@ def test_system_recommendations_and_cli(system, runs, tmp_path):
     ],
 )
 def test_bad_configs_are_one_line_errors(runs, tmp_path, change, words):
-    with pytest.raises((SystemError, ValueError)) as err:
+    with pytest.raises((SystemConfigError, ValueError)) as err:
         build_system(config(runs, **change), tmp_path / "s")
     assert words in str(err.value) and "\n" not in str(err.value)
 
@@ -216,7 +216,7 @@ def test_runs_of_different_splits_are_refused(runs, tmp_path, tiny_dir):
               progress=False)
     cfg = config(runs, sources=[{"name": "a", "run": str(runs / "lg")},
                                 {"name": "b", "run": str(tmp_path / "p")}])
-    with pytest.raises(SystemError, match="different splits"):
+    with pytest.raises(SystemConfigError, match="different splits"):
         build_system(cfg, tmp_path / "s")
 
 

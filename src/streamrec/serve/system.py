@@ -93,7 +93,7 @@ RRF_K = 60
 STAGES = ("sources", "merge", "filters", "ranker", "reranker")
 
 
-class SystemError(ValueError):
+class SystemConfigError(ValueError):
     """A system config or directory is wrong (one-line message)."""
 
 
@@ -106,7 +106,7 @@ def _problems(section: str, known: dict[str, Any], values: dict[str, Any]) -> li
 
 def parse_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
     """A system config (the TOML/JSON tables) checked and completed with defaults; run paths
-    are resolved against ``base`` (the config file's folder). Raises :class:`SystemError`
+    are resolved against ``base`` (the config file's folder). Raises :class:`SystemConfigError`
     listing every problem."""
     problems: list[str] = []
     top = {"data": None, "k": 10, "seed": 0, "sources": [], "filters": {}, "ranker": {},
@@ -182,7 +182,7 @@ def parse_config(raw: dict[str, Any], base: Path | None = None) -> dict[str, Any
                 1 if key == "k" else 0):
             problems.append(f"{key} must be an integer >= {1 if key == 'k' else 0}")
     if problems:
-        raise SystemError("invalid system config: " + "; ".join(problems))
+        raise SystemConfigError("invalid system config: " + "; ".join(problems))
     return cfg
 
 
@@ -201,9 +201,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
             raw = json.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         kind = "TOML" if path.suffix == ".toml" else "JSON"
-        raise SystemError(f"system config {path} is not valid {kind}: {e}") from None
+        raise SystemConfigError(f"system config {path} is not valid {kind}: {e}") from None
     if not isinstance(raw, dict):
-        raise SystemError(f"system config {path} must hold a table")
+        raise SystemConfigError(f"system config {path} must hold a table")
     return parse_config(raw, path.parent.resolve())
 
 
@@ -275,7 +275,7 @@ class System(Recommender):
             unknown = [f for f in self.feature_names if f not in FEATURE_NAMES
                        and f.removeprefix("source:") not in {s.name for s in sources}]
             if unknown:
-                raise SystemError(f"the ranker reads features the system cannot compute: "
+                raise SystemConfigError(f"the ranker reads features the system cannot compute: "
                                   f"{', '.join(unknown)}")
         else:
             self.feature_names = []
@@ -293,7 +293,7 @@ class System(Recommender):
                 u = train.user_index(user)
                 self.blocks[u] = np.array([train.item_index(i) for i in items], dtype=np.int64)
             except KeyError as e:
-                raise SystemError(f"filters.blocks: {e.args[0]}") from None
+                raise SystemConfigError(f"filters.blocks: {e.args[0]}") from None
         self._index: tuple[Dataset, HistoryIndex] | None = None
 
     # ------------------------------------------------------------------ the pipeline
@@ -518,10 +518,10 @@ def _check_same_data(runs: dict[str, Run]) -> tuple[Dataset, Split]:
     for name, r in runs.items():
         if (r.dataset.path, r.dataset.n_users, r.dataset.n_items) != (
                 first.dataset.path, first.dataset.n_users, first.dataset.n_items):
-            raise SystemError(f"runs {first_name!r} and {name!r} were trained on different "
+            raise SystemConfigError(f"runs {first_name!r} and {name!r} were trained on different "
                               "datasets; a system needs runs of one dataset")
         if not np.array_equal(r.split.assign, first.split.assign):
-            raise SystemError(f"runs {first_name!r} and {name!r} were trained on different "
+            raise SystemConfigError(f"runs {first_name!r} and {name!r} were trained on different "
                               "splits; train them with the same split")
     return first.dataset, first.split
 
@@ -534,8 +534,8 @@ def _model_named(name: str, sources: list[Source], data: str | None) -> Any:
     try:
         return load_run(name, data=data).model
     except (RunError, FileNotFoundError):
-        raise SystemError(f"{name!r} is neither a source of the system with a model nor a run "
-                          "directory") from None
+        raise SystemConfigError(f"{name!r} is neither a source of the system with a model "
+                                "nor a run directory") from None
 
 
 def _item_embeddings(cfg: dict[str, Any], runs: dict[str, Run],
@@ -678,12 +678,12 @@ def build_system(
     cfg = read_config(config) if not isinstance(config, dict) else parse_config(config)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise SystemError(f"--out {out} is a file; give a directory for the system")
+        raise SystemConfigError(f"--out {out} is a file; give a directory for the system")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise SystemError(f"{out} is not empty; choose another --out or pass --overwrite")
+            raise SystemConfigError(f"{out} is not empty; choose another --out or pass --overwrite")
         if not (out / SYSTEM_FILE).is_file():
-            raise SystemError(f"--overwrite refuses to clear {out}: it is not a system "
+            raise SystemConfigError(f"--overwrite refuses to clear {out}: it is not a system "
                               f"directory (no {SYSTEM_FILE})")
         shutil.rmtree(out)
     runs = {}
@@ -692,9 +692,9 @@ def build_system(
             try:
                 runs[s["name"]] = load_run(s["run"], data=cfg["data"])
             except (RunError, FileNotFoundError) as e:
-                raise SystemError(f"source {s['name']!r}: {e}") from None
+                raise SystemConfigError(f"source {s['name']!r}: {e}") from None
     if not runs:
-        raise SystemError("a system needs at least one source with a trained run")
+        raise SystemConfigError("a system needs at least one source with a trained run")
     ds, split = _check_same_data(runs)
     train = split.train(ds)
     t0 = time.perf_counter()
@@ -718,7 +718,7 @@ def build_system(
             if ranker_run.dataset.impressions is not None else None
     elif rk["kind"] == "learned":
         if not len(ranker_users):
-            raise SystemError("the learned ranker needs validation users (the split has "
+            raise SystemConfigError("the learned ranker needs validation users (the split has "
                               "none); use ranker.kind = 'click' or 'none'")
         names = list(FEATURE_NAMES) + ([f"source:{s.name}" for s in sources]
                                         if rk["source_features"] else [])
@@ -799,13 +799,13 @@ def load_system(path: str | Path, data: str | Path | None = None) -> SystemRun:
     path = Path(path)
     f = path / SYSTEM_FILE
     if not f.is_file():
-        raise SystemError(f"{path} is not a system directory (no {SYSTEM_FILE}); build one "
+        raise SystemConfigError(f"{path} is not a system directory (no {SYSTEM_FILE}); build one "
                           "with `streamrec system build CONFIG --out DIR`")
     try:
         spec = json.loads(f.read_text())
         cfg = spec["config"]
     except (ValueError, KeyError, TypeError):
-        raise SystemError(f"{f} is damaged; rebuild the system (--overwrite)") from None
+        raise SystemConfigError(f"{f} is damaged; rebuild the system (--overwrite)") from None
     data = data if data is not None else cfg.get("data")
     runs = {}
     for s in cfg["sources"]:
@@ -813,7 +813,7 @@ def load_system(path: str | Path, data: str | Path | None = None) -> SystemRun:
             try:
                 runs[s["name"]] = load_run(s["run"], data=data)
             except (RunError, FileNotFoundError) as e:
-                raise SystemError(f"system {path}: source {s['name']!r}: {e}") from None
+                raise SystemConfigError(f"system {path}: source {s['name']!r}: {e}") from None
     ds, split = _check_same_data(runs)
     train = split.train(ds)
     tables = {}
