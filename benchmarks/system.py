@@ -10,7 +10,7 @@ Recall@K / NDCG@K over every test user; the system scores its candidates and ``-
 rest, so it is judged by the same evaluator as the models. The truth table (worlds only) uses
 2,000 test users. Latency: 1,000 single requests (one user each), one thread, in-process.
 
-    python benchmarks/system.py run --data demo|m5|ml100k|sci [--fresh]
+    python benchmarks/system.py run --data demo|m5|ml100k|sci [--fresh | --rebuild]
     python benchmarks/system.py latency200k
     python benchmarks/system.py report
 """
@@ -138,7 +138,7 @@ def train_all(data: str, fresh: bool) -> dict[str, Any]:
     return out
 
 
-def run(data: str, fresh: bool = False) -> dict[str, Any]:
+def run(data: str, fresh: bool = False, rebuild: bool = False) -> dict[str, Any]:
     import torch
 
     from streamrec.judge import (
@@ -155,7 +155,7 @@ def run(data: str, fresh: bool = False) -> dict[str, Any]:
     runs = train_all(data, fresh)
     sys_dir = WORK / data / "system"
     t0 = time.perf_counter()
-    if fresh or not (sys_dir / "system.json").is_file():
+    if fresh or rebuild or not (sys_dir / "system.json").is_file():
         system = build_system(system_config(data, WORK / data / "runs"), sys_dir, overwrite=True)
     else:
         system = load_system(sys_dir)
@@ -315,11 +315,12 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--data", choices=list(DATA), required=True)
     r.add_argument("--fresh", action="store_true", help="retrain every run and the system")
+    r.add_argument("--rebuild", action="store_true", help="rebuild the system (keep the runs)")
     sub.add_parser("latency200k")
     sub.add_parser("report")
     args = ap.parse_args()
     if args.cmd == "run":
-        res = run(args.data, args.fresh)
+        res = run(args.data, args.fresh, args.rebuild)
         write_result(f"system_{args.data}", res, table(args.data, res))
     elif args.cmd == "latency200k":
         res = latency200k()

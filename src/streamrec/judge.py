@@ -137,7 +137,7 @@ def source_recall(system_run: SystemRun, stage: str = "test",
                         hits[name] += 1
                         found = True
                 merged += found
-                after += item in set(cands[b][0].tolist())
+                after += item in set(cands[b].items.tolist())
     quotas = {src.name: src.quota for src in system.sources}
     return {"pairs": n, "sources": {name: {"quota": quotas[name], "recall": hits[name] / max(n, 1)}
                                     for name in names},

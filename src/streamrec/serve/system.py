@@ -48,7 +48,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -213,6 +213,21 @@ class SystemConfig(ModelConfig):
     """Placeholder options of :class:`System` (a system is configured by its own file)."""
 
 
+class Candidates(NamedTuple):
+    """One user's candidates after the merge and the filters, in merged order.
+
+    items: int64 [m]; ranks: int64 [m, S] the item's 1-based rank in each source (0: not
+    proposed); scores: float64 [m, S] the source's score of the item (NaN: not proposed);
+    merged: float64 [m] the reciprocal-rank-fusion score; filtered: how many the filters took.
+    """
+
+    items: np.ndarray
+    ranks: np.ndarray
+    scores: np.ndarray
+    merged: np.ndarray
+    filtered: int
+
+
 @dataclasses.dataclass
 class Served:
     """What the system serves one user, in final order (best first).
@@ -273,7 +288,7 @@ class System(Recommender):
             require(ranker.model, ClickModel, "rank candidates")
             self.feature_names = list(ranker.model.feature_names)
             unknown = [f for f in self.feature_names if f not in FEATURE_NAMES
-                       and f.removeprefix("source:") not in {s.name for s in sources}]
+                       and f.partition(":")[2] not in {s.name for s in sources}]
             if unknown:
                 raise SystemConfigError(f"the ranker reads features the system cannot compute: "
                                   f"{', '.join(unknown)}")
@@ -342,14 +357,14 @@ class System(Recommender):
             t = self.default_times(states, last)
         merged = self.candidates(states, history, lap)
         if self.ranker is not None and "ranker" in stages:
-            feats = self.features(states, [m[0] for m in merged], [m[1] for m in merged], t)
+            feats = self.features(states, merged, t)
             scores = self._ranker_logits(states, merged, feats)
         else:
             feats = [None] * len(states)
-            scores = [m[2].astype(np.float32) for m in merged]
+            scores = [m.merged.astype(np.float32) for m in merged]
         lap("ranker")
         out = []
-        for b, (items, ranks, _, filtered) in enumerate(merged):
+        for b, (items, ranks, _, _, filtered) in enumerate(merged):
             ranked = np.lexsort((np.arange(len(items)), -scores[b]))
             order = ranked
             if "reranker" in stages and self.reranker.active and len(items):
@@ -369,9 +384,9 @@ class System(Recommender):
         return out
 
     def candidates(self, states: list[UserState], history: Dataset,
-                   lap: Any = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
-        """Stages 1-3 for a batch: per user (items [m], source ranks [m, S], merged score [m],
-        number filtered), in merged order. ``lap(stage)`` is called after each stage."""
+                   lap: Any = None) -> list[Candidates]:
+        """Stages 1-3 for a batch: each user's :class:`Candidates`. ``lap(stage)`` is called
+        after each stage."""
         lap = lap or (lambda stage: None)
         exclude = [self.exclusions(s) for s in states]
         proposals: dict[str, list[Proposal]] = {}
@@ -381,32 +396,39 @@ class System(Recommender):
         merged = [self._merge(b, proposals) for b in range(len(states))]
         lap("merge")
         out = []
-        for b, (items, ranks, rrf) in enumerate(merged):
-            keep = ~np.isin(items, exclude[b])
-            out.append((items[keep], ranks[keep], rrf[keep], int((~keep).sum())))
+        for b, c in enumerate(merged):
+            keep = ~np.isin(c.items, exclude[b])
+            out.append(Candidates(c.items[keep], c.ranks[keep], c.scores[keep], c.merged[keep],
+                                  int((~keep).sum())))
         lap("filters")
         return out
 
-    def _merge(self, b: int, proposals: dict[str, list[Proposal]]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The union of the sources' candidates of user ``b``: items [m], ranks [m, S] (1-based,
-        0 = not proposed) and the reciprocal-rank-fusion score [m], in merged order."""
+    def _merge(self, b: int, proposals: dict[str, list[Proposal]]) -> Candidates:
+        """The union of the sources' candidates of user ``b``, in merged order (reciprocal-rank
+        fusion of the sources' ranks)."""
         names = [s.name for s in self.sources]
-        all_items = [proposals[n][b][0] for n in names]
-        items = np.unique(np.concatenate(all_items)) if all_items else np.zeros(0, np.int64)
+        props = [proposals[n][b] for n in names]
+        items = np.unique(np.concatenate([p[0] for p in props])) if props else \
+            np.zeros(0, np.int64)
         ranks = np.zeros((len(items), len(names)), dtype=np.int64)
-        for j, its in enumerate(all_items):
+        scores = np.full((len(items), len(names)), np.nan)
+        for j, (its, sc) in enumerate(props):
             if len(its):
-                ranks[np.searchsorted(items, its), j] = np.arange(1, len(its) + 1)
+                rows = np.searchsorted(items, its)
+                ranks[rows, j] = np.arange(1, len(its) + 1)
+                scores[rows, j] = sc
         rrf = np.where(ranks > 0, 1.0 / (RRF_K + ranks), 0.0).sum(1)
         order = np.lexsort((items, -rrf))
-        return items[order], ranks[order], rrf[order]
+        return Candidates(items[order], ranks[order], scores[order], rrf[order], 0)
 
-    def features(self, states: list[UserState], items: list[np.ndarray],
-                 ranks: list[np.ndarray], t: np.ndarray) -> list[np.ndarray]:
+    def features(self, states: list[UserState], cands: list[Candidates],
+                 t: np.ndarray) -> list[np.ndarray]:
         """The ranker's features of each user's candidates, float32 [m_b, F] per user, in
         :attr:`feature_names` order: the click features of the candidates (from the users' own
-        events, batch position as the user id) and the per-source ``1 / (1 + rank)``."""
+        events, batch position as the user id) and, per source, ``source:NAME`` =
+        ``1 / (1 + rank)`` and ``source_score:NAME`` = its score minus its best score for the
+        user (0 for its top item; one below its lowest for an item it did not propose)."""
+        items = [c.items for c in cands]
         if not self.feature_names:
             return [np.zeros((len(i), 0), np.float32) for i in items]
         counts = [s.n_events for s in states]
@@ -426,15 +448,22 @@ class System(Recommender):
         clicks = click_features(events, self.catalogue, profiles, q_user, q_item,
                                 np.repeat(t, n))
         src_index = {s.name: j for j, s in enumerate(self.sources)}
-        all_ranks = np.concatenate(ranks) if ranks else np.zeros((0, len(self.sources)))
+        S = len(self.sources)
+        all_ranks = np.concatenate([c.ranks for c in cands]) if cands else np.zeros((0, S))
+        gaps = np.concatenate([_score_gaps(c.scores) for c in cands]) if cands else \
+            np.zeros((0, S))
         cols = []
         for name in self.feature_names:
             if name in FEATURE_NAMES:
                 cols.append(clicks[:, FEATURE_NAMES.index(name)])
-            else:  # a source removed from a running system proposes nothing: 0
-                j = src_index.get(name.removeprefix("source:"))
+                continue
+            kind, _, src = name.partition(":")
+            j = src_index.get(src)  # a source removed from a running system proposes nothing
+            if kind == "source":
                 r = all_ranks[:, j] if j is not None else np.zeros(len(all_ranks))
                 cols.append(np.where(r > 0, 1.0 / (1.0 + r), 0.0))
+            else:
+                cols.append(gaps[:, j] if j is not None else np.full(len(gaps), -1.0))
         feats = np.stack(cols, 1).astype(np.float32)
         return np.split(feats, np.cumsum(n)[:-1])
 
@@ -447,22 +476,22 @@ class System(Recommender):
                              torch.as_tensor(x, device=dev))
         return out.float().cpu().numpy()
 
-    def _ranker_logits(self, states: list[UserState], merged: list[tuple], feats: list
+    def _ranker_logits(self, states: list[UserState], merged: list[Candidates], feats: list
                        ) -> list[np.ndarray]:
-        n = [len(m[0]) for m in merged]
+        n = [len(m.items) for m in merged]
         if sum(n) == 0:
             return [np.zeros(0, np.float32) for _ in merged]  # nothing to rank
         users = np.repeat(np.array([max(s.user, 0) for s in states]), n)
-        items = np.concatenate([m[0] for m in merged])
+        items = np.concatenate([m.items for m in merged])
         logits = self._logits(users, items, np.concatenate(feats))
         return np.split(logits, np.cumsum(n)[:-1])
 
     # ------------------------------------------------------------------ explanations
-    def _explain(self, state: UserState, served: Served, merged: tuple,
+    def _explain(self, state: UserState, served: Served, merged: Candidates,
                  feats: np.ndarray | None, k: int) -> None:
         top = served.items[:k]
         if self.ranker is not None and feats is not None and len(top):
-            items = merged[0]
+            items = merged.items
             pos = {int(i): j for j, i in enumerate(items)}
             rows = np.array([pos[int(i)] for i in top])
             x = feats[rows]
@@ -510,6 +539,22 @@ class System(Recommender):
             n = len(served.items)
             out[b, torch.as_tensor(served.items)] = torch.arange(n, 0, -1, dtype=torch.float32)
         return out.to(users.device)
+
+
+def _score_gaps(scores: np.ndarray) -> np.ndarray:
+    """Per source (column), each candidate's score minus the source's best score for the user;
+    a candidate the source did not propose (NaN) gets one below the source's lowest gap (-1
+    when the source proposed nothing)."""
+    out = np.empty_like(scores, dtype=np.float64)
+    for j in range(scores.shape[1]):
+        col = scores[:, j]
+        present = ~np.isnan(col)
+        if present.any():
+            gap = col - col[present].max()
+            out[:, j] = np.where(present, gap, gap[present].min() - 1.0)
+        else:
+            out[:, j] = -1.0
+    return out
 
 
 # ============================================================================ building
@@ -628,8 +673,8 @@ def ranker_training_data(
         states = index.states(users[s : s + batch])
         t = system.default_times(states, int(train.timestamp.max()) + 1)
         cands = system.candidates(states, train)
-        items = [c[0] for c in cands]
-        feats = system.features(states, items, [c[1] for c in cands], t)
+        items = [c.items for c in cands]
+        feats = system.features(states, cands, t)
         for b, st in enumerate(states):
             u, its = st.user, items[b]
             pos = np.flatnonzero(its == target[u])
@@ -720,7 +765,8 @@ def build_system(
         if not len(ranker_users):
             raise SystemConfigError("the learned ranker needs validation users (the split has "
                               "none); use ranker.kind = 'click' or 'none'")
-        names = list(FEATURE_NAMES) + ([f"source:{s.name}" for s in sources]
+        names = list(FEATURE_NAMES) + ([f"{kind}:{s.name}" for s in sources
+                                         for kind in ("source", "source_score")]
                                         if rk["source_features"] else [])
         probe = System(cfg, train, sources, catalogue, profiles, None)
         probe.feature_names = names
@@ -843,6 +889,11 @@ def load_system(path: str | Path, data: str | Path | None = None) -> SystemRun:
     return run
 
 
+def _feature_label(name: str) -> str:
+    kind, _, src = name.partition(":")
+    return {"source": src, "source_score": f"{src} score"}.get(kind, name)
+
+
 def why(row: dict[str, Any], ds: Dataset) -> str:
     """One sentence on why an item was served, from its explanation."""
     parts = []
@@ -853,7 +904,7 @@ def why(row: dict[str, Any], ds: Dataset) -> str:
     ranker = row.get("ranker")
     if ranker:
         parts.append("ranker: " + ", ".join(
-            f"{c['feature'].removeprefix('source:')} {c['contribution']:+.2f}" for c in ranker[:2]))
+            f"{_feature_label(c['feature'])} {c['contribution']:+.2f}" for c in ranker[:2]))
     attended = row.get("attended")
     if attended:
         titles = ds.items.get("title")
