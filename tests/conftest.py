@@ -72,3 +72,37 @@ def cold(tiny: Dataset) -> tuple:
     """A cold-items split of the tiny world (seed 0) and its training view."""
     split = make_split(tiny, "cold-items", seed=0)
     return split, split.train(tiny)
+
+
+# ------------------------------------------------------------ a small system, for the service
+@pytest.fixture(scope="session")
+def service_system(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A small system directory on the tiny world (session, scores via MF, content neighbours,
+    popularity, a learned logistic-regression ranker): built once for the service tests (a few
+    seconds). Tests that write events use a log of their own (``events=``)."""
+    from streamrec.run import train_run
+    from streamrec.serve.system import build_system
+
+    root = tmp_path_factory.mktemp("service")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        make_world("tiny", seed=0).save(root / "data")
+        runs = {"tr": ("transformer", ["epochs=2", "d_model=16", "n_heads=2"]),
+                "mf": ("mf", ["epochs=2", "dim=16"]),
+                "tfidf": ("tfidf-svd", ["dim=16"])}
+        for name, (model, options) in runs.items():
+            train_run(model, root / "data", root / name, overrides=options, progress=False)
+        cfg = {"k": 10,
+               "sources": [{"name": "session", "run": str(root / "tr"), "quota": 30},
+                           {"name": "mf", "run": str(root / "mf"), "quota": 30},
+                           {"name": "content", "kind": "neighbours", "run": str(root / "tfidf"),
+                            "quota": 20},
+                           {"name": "popular", "kind": "popular", "quota": 20}],
+               "ranker": {"kind": "learned", "model": "logreg"},
+               "reranker": {"diversity": 0.1, "category_cap": 3}}
+        build_system(cfg, root / "system")
+    finally:
+        torch.set_num_threads(n)
+    return root / "system"

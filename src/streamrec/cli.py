@@ -293,6 +293,30 @@ def data_export(
     _console().print(f"exported {ds.name} to [bold]{result}[/]")
 
 
+@data_app.command("ingest-events")
+def data_ingest_events(
+    log: Path = typer.Argument(..., help="Event log of `streamrec serve` (JSON lines)."),
+    into: Path = typer.Option(..., "--into", help="Dataset directory to fold the events into."),
+    out: Path | None = typer.Option(
+        None, help="Write the folded dataset here instead of replacing --into."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Fold a service's event log into a dataset for retraining (new users are added; events
+    folded before are skipped)."""
+    from streamrec.serve.events import ingest_events
+
+    summary = ingest_events(log, into, out)
+    if as_json:
+        _print_json(summary)
+        return
+    _console().print(
+        f"folded {summary['events_added']:,} events ({summary['new_users']:,} new users) into "
+        f"[bold]{summary['dataset']}[/]: {summary['n_users']:,} users, "
+        f"{summary['n_interactions']:,} interactions; log read through seq "
+        f"{summary['through_seq']:,}"
+    )
+
+
 @data_app.command("clicks")
 def data_clicks(
     src: Path = typer.Argument(
@@ -599,6 +623,34 @@ def system_build(
                       if key.split("@")[0] in ("recall", "ndcg"))
     _console().print(f"test: {shown}  ({ev['evaluation']})")
     _console().print(f"system written to [bold]{out}[/]")
+
+
+# --------------------------------------------------------------------------- serve
+@app.command()
+def serve(
+    system: Path = typer.Argument(..., help="System directory (streamrec system build / demo)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, help="Port (0: a free one, printed)."),
+    events: Path | None = typer.Option(
+        None, help="Durable event log (JSON lines); default SYSTEM/events.jsonl."),
+    workers: int = typer.Option(1, help="Server processes sharing the port and the event log."),
+    max_body: int = typer.Option(65536, help="Largest request body in bytes (413 above)."),
+    threads: int = typer.Option(1, help="Torch threads per process."),
+    max_batch: int = typer.Option(16, help="Most recommendation requests served by one call of "
+                                  "the system (dynamic batching; 1: one at a time)."),
+    access_log: bool = typer.Option(False, help="Log every request."),
+) -> None:
+    """Serve a system over HTTP: recommendations, events (durable log), items, the page at /,
+    /metrics, OpenAPI at /docs. Writes need the header X-API-Key when STREAMREC_API_KEY is
+    set."""
+    from streamrec.serve.app import run_server
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be in 0..65535, got {port}")
+    _positive("--threads", threads)
+    run_server(system, host=host, port=port, events=events, workers=workers,
+               max_body=max_body, threads=threads, access_log=access_log, console=_console(),
+               max_batch=max_batch)
 
 
 # --------------------------------------------------------------------------- demo
