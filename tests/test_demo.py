@@ -15,7 +15,8 @@ def test_quick_demo_builds_and_judges_the_system(tmp_path):
     out = tmp_path / "d"
     res = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "streamrec recommend" in res.output  # it ends with the command that serves it
+    assert "streamrec serve" in res.output  # it ends with the command that serves it
+    assert "streamrec recommend" in res.output
     assert (out / "system" / "system.json").is_file() and (out / "system.toml").is_file()
     report = (out / "report" / "report.md").read_text()
     for section in ("## Leaderboard", "## Ablation", "## Sources", "## Against the world's truth",

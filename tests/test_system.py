@@ -226,6 +226,29 @@ def test_runs_of_different_splits_are_refused(runs, tmp_path, tiny_dir):
         build_system(cfg, tmp_path / "s")
 
 
+def test_an_interrupted_build_is_named_and_overwrite_clears_it(runs, tmp_path):
+    from streamrec.serve.system import BUILDING_FILE, load_system
+
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / BUILDING_FILE).write_text("")  # what a build killed before system.json leaves
+    (out / "ranker-data").mkdir()
+    with pytest.raises(SystemConfigError, match="interrupted"):
+        load_system(out)
+    cfg = config(runs, sources=[{"name": "graph", "run": str(runs / "lg"), "quota": 20}],
+                 ranker={"kind": "none"}, reranker={})
+    with pytest.raises(SystemConfigError, match="not empty"):
+        build_system(cfg, out)
+    build_system(cfg, out, overwrite=True)
+    assert (out / "system.json").is_file() and not (out / BUILDING_FILE).exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(SystemConfigError, match="refuses to clear"):
+        build_system(cfg, other, overwrite=True)
+    assert (other / "notes.txt").is_file()
+
+
 # ----------------------------------------------------------------------------- re-ranker
 def test_rerank_identity_cap_diversity_and_freshness():
     items = np.array([10, 11, 12, 13])

@@ -166,7 +166,9 @@ def run_demo(
     console.print(f"demo finished in {time.perf_counter() - t0:.0f}s")
     if system is not None:
         user = ds.user_ids[0]
-        console.print(f"serve it: [bold]streamrec recommend {out / 'system'} --user {user} "
+        console.print(f"serve it:  [bold]streamrec serve {out / 'system'}[/]  "
+                      "(http://127.0.0.1:8000/)")
+        console.print(f"or ask it: [bold]streamrec recommend {out / 'system'} --user {user} "
                       "-k 10 --explain[/]")
     return report
 

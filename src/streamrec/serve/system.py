@@ -87,6 +87,9 @@ from streamrec.serve.state import HistoryIndex, UserState
 
 FORMAT = "streamrec-system/1"
 SYSTEM_FILE = "system.json"
+#: written first and removed when ``system.json`` is: a directory holding it is a build that was
+#: interrupted, which ``--overwrite`` may clear
+BUILDING_FILE = ".building"
 SOURCE_KINDS = ("auto", "retrieval", "session", "scores", "neighbours", "popular")
 RANKER_KINDS = ("learned", "click", "none")
 RRF_K = 60
@@ -727,7 +730,7 @@ def build_system(
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SystemConfigError(f"{out} is not empty; choose another --out or pass --overwrite")
-        if not (out / SYSTEM_FILE).is_file():
+        if not (out / SYSTEM_FILE).is_file() and not (out / BUILDING_FILE).is_file():
             raise SystemConfigError(f"--overwrite refuses to clear {out}: it is not a system "
                               f"directory (no {SYSTEM_FILE})")
         shutil.rmtree(out)
@@ -748,6 +751,8 @@ def build_system(
     profiles = Profiles.from_dataset(ds)
     embeddings = _item_embeddings(cfg, runs, sources)
     out.mkdir(parents=True)
+    (out / BUILDING_FILE).write_text("an interrupted `streamrec system build`: rebuild with "
+                                     "--overwrite\n")
     tables = {s.name: (s.neighbours, s.cosines) for s in sources
               if isinstance(s, NeighboursSource)}
     for name, (nbr, cos) in tables.items():
@@ -809,6 +814,7 @@ def build_system(
     }
     split.save(out)
     write_text_atomic(out / SYSTEM_FILE, json.dumps(spec, indent=2, default=json_default))
+    (out / BUILDING_FILE).unlink()
     return load_system(out, data=cfg["data"])
 
 
@@ -844,6 +850,9 @@ def load_system(path: str | Path, data: str | Path | None = None) -> SystemRun:
     """Load a system directory (sources' runs, ranker, re-ranker) as a :class:`SystemRun`."""
     path = Path(path)
     f = path / SYSTEM_FILE
+    if not f.is_file() and (path / BUILDING_FILE).is_file():
+        raise SystemConfigError(f"{path} is a system build that was interrupted; build it again "
+                                "with `streamrec system build CONFIG --out DIR --overwrite`")
     if not f.is_file():
         raise SystemConfigError(f"{path} is not a system directory (no {SYSTEM_FILE}); build one "
                           "with `streamrec system build CONFIG --out DIR`")
