@@ -36,6 +36,8 @@ from streamrec.serve.embeddings import similar_items as similar
 
 #: smaller settings of known models (speed only; every model also gets ``epochs=1``)
 FAST: dict[str, list[str]] = {
+    "mult-vae": ["hidden=32", "latent=8"],
+    "mult-dae": ["hidden=32", "latent=8"],
     "mf": ["dim=16"],
     "mlp": ["hidden=[16]"],
     "mlp-numpy": ["hidden=[16]", "fit_epochs=1", "fit_progress=false"],
@@ -51,6 +53,9 @@ FAST: dict[str, list[str]] = {
     "transformer": ["d_model=16", "n_heads=2"],
     "two-tower": ["text_encoder=cnn", "dim=16", "hidden=32", "id_dim=8", "category_dim=4",
                   "cnn_filters=8", "cnn_token_dim=16", "history_len=8"],
+    "diffrec": ["hidden=[16]"],
+    "l-diffrec": ["hidden=[16]", "latent_dim=8", "svd_dim=8"],
+    "cfgan": ["g_hidden=[16]", "d_hidden=[8]", "d_steps=1", "g_steps=1"],
 }
 MODELS = available_models()
 

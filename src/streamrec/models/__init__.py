@@ -26,6 +26,9 @@ REGISTRY: dict[str, str] = {
     "graphsage": "streamrec.models.graphsage:GraphSAGE",
     "gat": "streamrec.models.gat:GAT",
     "gf-cf": "streamrec.models.gfcf:GFCF",
+    "ease": "streamrec.models.ease:EASE",
+    "mult-vae": "streamrec.models.multvae:MultVAE",
+    "mult-dae": "streamrec.models.multdae:MultDAE",
     "cnn-text": "streamrec.models.cnn_text:CNNText",
     "tfidf-svd": "streamrec.models.tfidf_svd:TfidfSVD",
     "minilm": "streamrec.models.minilm:MiniLM",
@@ -33,6 +36,9 @@ REGISTRY: dict[str, str] = {
     "lstm": "streamrec.models.rnn:LSTM",
     "transformer": "streamrec.models.transformer:TransformerModel",
     "two-tower": "streamrec.models.two_tower:TwoTower",
+    "diffrec": "streamrec.models.diffrec:DiffRec",
+    "l-diffrec": "streamrec.models.ldiffrec:LDiffRec",
+    "cfgan": "streamrec.models.cfgan:CFGAN",
 }
 
 

@@ -123,6 +123,13 @@ class Model(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for models that refresh state each epoch (e.g. cached propagation)."""
 
+    def epoch_logs(self) -> dict[str, float]:
+        """What the model measured itself during the epoch just trained, name -> number (e.g.
+        a GAN's two players' mean losses). The loop calls it once after the epoch's last step
+        and stores a non-empty result in the epoch's ``metrics.jsonl`` record under
+        ``"model"``; the training curve draws it beside the train loss. Default: nothing."""
+        return {}
+
     # ---------------------------------------------------------------- saving
     def extra_state_files(self) -> dict[str, bytes]:
         """Non-tensor state to save beside the weights (e.g. a vocabulary), name -> bytes."""

@@ -15,8 +15,10 @@ def plot_training_curve(
 ) -> Path:
     """Draw the training curve of ``history`` (the lines of ``metrics.jsonl``) to a PNG.
 
-    history: one dict per epoch with ``epoch``, ``loss`` (mean train loss, may be None) and
-        ``valid`` (a dict of validation metrics, or None for epochs without evaluation).
+    history: one dict per epoch with ``epoch``, ``loss`` (mean train loss, may be None),
+        ``valid`` (a dict of validation metrics, or None for epochs without evaluation) and
+        optionally ``model`` (the model's own numbers, e.g. a GAN's two players' losses; see
+        :meth:`~streamrec.models.base.Model.epoch_logs`), drawn beside the train loss.
     out: the PNG path (parent directories are created).
     title: figure title.
     best_epoch: the epoch to mark with a dashed vertical line (the one whose weights were
@@ -50,6 +52,16 @@ def plot_training_curve(
     if loss_pts:
         xs, ys = zip(*loss_pts)
         ax.plot(xs, ys, marker="o", markersize=3, label="train loss")
+    own_names: list[str] = []
+    for h in history:
+        own_names += [n for n in h.get("model") or {} if n not in own_names]
+    for name in own_names:
+        pts = [(h["epoch"], h["model"][name]) for h in history
+               if h.get("model") and h["model"].get(name) is not None]
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker=".", markersize=3, label=name)
+    if own_names:
+        ax.legend(fontsize=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss")
     ax.set_title("train loss")

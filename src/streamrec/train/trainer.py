@@ -79,6 +79,9 @@ class TrainResult:
     best_epoch: 0-based epoch whose weights the model holds at the end (the best validated
         epoch, or the last epoch when there was no validation).
     best_metric: the best value of ``valid_metric`` (None without validation).
+    valid_tail_std: population standard deviation of ``valid_metric`` over the last
+        :data:`TAIL_EVALS` validations (None with fewer than two): how much the validation
+        curve still moves at the end of training (a GAN's instability).
     epochs_run: epochs trained in total (across resumptions); 0 for closed-form models.
     stopped_early: whether early stopping (or a callback) ended training before ``epochs``.
     train_seconds: wall time of training and validation (across resumptions).
@@ -91,6 +94,20 @@ class TrainResult:
     stopped_early: bool
     train_seconds: float
     history: list[dict[str, Any]]
+    valid_tail_std: float | None = None
+
+
+#: how many of the last validations :attr:`TrainResult.valid_tail_std` spans
+TAIL_EVALS = 5
+
+
+def valid_tail_std(history: Sequence[Mapping[str, Any]], metric: str,
+                   last: int = TAIL_EVALS) -> float | None:
+    """Population std of ``metric`` over the last ``last`` validated epochs of ``history``
+    (the ``metrics.jsonl`` records); None with fewer than two."""
+    values = [float(h["valid"][metric]) for h in history
+              if h.get("valid") and h["valid"].get(metric) is not None][-last:]
+    return float(np.std(values)) if len(values) >= 2 else None
 
 
 class Callback:
@@ -418,6 +435,9 @@ class Trainer:
             "seconds": 0.0,
             "valid": None,
         }
+        own = model.epoch_logs()  # e.g. a GAN's two players' losses (Model.epoch_logs)
+        if own:
+            record["model"] = {str(k): float(v) for k, v in own.items()}
 
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs:
             logs = self._run_validation()
@@ -614,6 +634,7 @@ class Trainer:
             stopped_early=self.stopped_early,
             train_seconds=self.train_seconds,
             history=list(self.history),
+            valid_tail_std=valid_tail_std(self.history, self.cfg.valid_metric),
         )
 
 
