@@ -235,3 +235,29 @@ def test_ldiffrec_groups_items_and_learns(tiny: Dataset) -> None:
     model.eval()
     scores = model.score(torch.arange(4), train)
     assert scores.shape == (4, tiny.n_items) and torch.isfinite(scores).all()
+
+
+# ============================================================================ synthetic users
+def test_diffrec_and_ldiffrec_sample_users_from_noise(small_ds: Dataset) -> None:
+    from streamrec.models.diffrec import DiffRec, DiffRecConfig
+
+    torch.manual_seed(0)
+    model = DiffRec(DiffRecConfig(hidden=[16]), small_ds)
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    x = model.sample(7, generator=g)  # Bernoulli: the model's own counts
+    assert x.shape == (7, small_ds.n_items) and set(x.unique().tolist()) <= {0.0, 1.0}
+    assert model.training  # the mode is restored
+    counts = [3, 0, 8]
+    for draw in ("weighted", "top"):
+        rows = model.sample(3, counts, draw=draw, generator=g)
+        assert rows.shape == (3, small_ds.n_items) and rows.sum(1).tolist() == counts
+    top_a = model.sample(3, counts, draw="top", generator=torch.Generator().manual_seed(1))
+    top_b = model.sample(3, counts, draw="top", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(top_a, top_b)
+    with pytest.raises(ValueError, match="needs counts"):
+        model.sample(3, draw="weighted")
+    latent = LDiffRec(LDiffRecConfig(n_clusters=2, svd_dim=4, latent_dim=8, hidden=[8]),
+                      small_ds)
+    rows = latent.sample(np.array([2, 6, 0, 1]), torch.Generator().manual_seed(0))
+    assert rows.shape == (4, small_ds.n_items) and rows.sum(1).tolist() == [2, 6, 0, 1]

@@ -246,3 +246,37 @@ def test_the_autoencoders_beat_popularity_on_the_tiny_world(name: str, tiny: Dat
         t = (best + 1) * steps
         assert int(run.model.anneal_step) == t
         assert run.model.selected_beta == pytest.approx(min(1.0, (t - 1) / (100 * steps)))
+
+
+# ============================================================================ synthetic users
+def test_draw_without_replacement_gives_the_counts_and_the_sequential_law() -> None:
+    from streamrec.models.multvae import draw_without_replacement
+
+    g = torch.Generator().manual_seed(0)
+    n = 20_000
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.2, 0.0])).expand(n, 4)  # item 3: never
+    one = draw_without_replacement(logits, np.ones(n, dtype=np.int64), g)
+    assert one.shape == (n, 4) and torch.equal(one.sum(1), torch.ones(n))
+    assert torch.allclose(one.mean(0), torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.015)
+    two = draw_without_replacement(logits, torch.full((n,), 2), g)
+    assert torch.equal(two.sum(1), torch.full((n,), 2.0))  # two distinct items a row
+    # P(item 2 among two successive draws) = 0.2 + 0.5 * 0.2/0.5 + 0.3 * 0.2/0.7
+    assert two[:, 2].mean().item() == pytest.approx(0.2 + 0.2 + 0.06 / 0.7, abs=0.015)
+    assert two[:, 3].sum() == 0
+    mixed = draw_without_replacement(logits[:4], [0, 1, 3, 4], g)
+    assert mixed.sum(1).tolist() == [0, 1, 3, 4]
+    assert mixed[2, :3].tolist() == [1, 1, 1]  # -inf is drawn only when nothing else is left
+    with pytest.raises(ValueError, match="counts must lie"):
+        draw_without_replacement(logits[:2], [1, 5], g)
+
+
+def test_mult_vae_samples_users_from_its_prior(small_ds: Dataset) -> None:
+    torch.manual_seed(0)
+    model = MultVAE(MultVAEConfig(hidden=16, latent=4), small_ds)
+    counts = np.array([1, 5, 0, 12, small_ds.n_items])
+    x = model.sample(counts, torch.Generator().manual_seed(3))
+    assert x.shape == (5, small_ds.n_items) and x.dtype == torch.float32
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert x.sum(1).tolist() == counts.tolist()
+    again = model.sample(torch.as_tensor(counts), torch.Generator().manual_seed(3))
+    assert torch.equal(x, again)  # reproducible from the generator

@@ -17,6 +17,9 @@ noised to step ``sampling_steps``, then run the ``T`` reverse steps ``x_{t-1} = 
 f(x_t, t), x_t)``; the last step returns the predicted ``x_0`` (its coefficients are exactly 1
 and 0), whose entries are the item scores.
 
+:meth:`DiffRec.sample` generates synthetic users from noise (``benchmarks/generative.py``
+compares them with real ones).
+
 Indices: the code numbers steps ``0 .. T-1`` (step ``t`` here is the paper's ``t + 1``).
 
 Schedule (the paper's "linear-var"): the variance ``1 - a_t`` grows linearly from
@@ -47,6 +50,7 @@ from torch import Tensor, nn
 from streamrec.common import at_least, in_range
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import ModelConfig, Recommender
+from streamrec.models.multvae import as_counts, draw_without_replacement
 from streamrec.models.rows import RowsCache, UserRows, active_users, user_batches
 
 
@@ -400,3 +404,61 @@ class DiffRec(Recommender):
         if not (self.config.sampling_steps or self.config.sampling_noise):
             return None
         return torch.Generator(device=self.device).manual_seed(self.config.seed)
+
+    @torch.no_grad()
+    def sample(self, n: int, counts: Tensor | np.ndarray | None = None, *,
+               draw: str = "bernoulli", noise_std: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Synthetic users generated from noise, not from anyone's history.
+
+        ``x_T ~ N(0, noise_std² I)`` [n, n_items], then the ``T`` reverse steps with the
+        posterior's noise (ancestral sampling: ``x_{t-1} ~ q(x_{t-1} | x_t, x̂_0 = f(x_t, t))``);
+        the last step returns the prediction ``x̂_0``. The x0 objective is minimised by
+        ``E[x_0 | x_t]``, whose entries are the probabilities that the items are in the row, so
+        the items are drawn from it:
+
+        * ``draw="bernoulli"``: item ``i`` independently with probability
+          ``clamp(x̂_0i, 0, 1)``; the row's count is the model's own;
+        * ``draw="weighted"``: ``counts[u]`` distinct items drawn without replacement with
+          probabilities ``∝ clamp(x̂_0, 0)`` (:func:`~streamrec.models.multvae.
+          draw_without_replacement`);
+        * ``draw="top"``: the ``counts[u]`` items with the largest ``x̂_0``.
+
+        Caution: with the default schedule the last step's variance is 1e-4, so
+        ``q(x_T | x_0)`` is ``x_0`` plus a little noise, far from ``N(0, I)``: the denoiser
+        never saw pure noise in training, and what it makes of it measures how far the model
+        is from a generator of users. ``noise_std = sqrt(1 - alpha_bar_T)`` starts from the
+        forward process's own noise around an empty row instead.
+
+        n: users to generate; counts: int [n] (needed by ``weighted`` and ``top``);
+        generator: for the noise and the draws, on the model's device. Runs in eval mode (no
+        dropout) and restores the mode. Returns binary rows float32 [n, n_items] on the model's
+        device.
+        """
+        if draw not in ("bernoulli", "weighted", "top"):
+            raise ValueError(f"draw must be 'bernoulli', 'weighted' or 'top', got {draw!r}")
+        if counts is not None:
+            counts = as_counts(counts, self.device)
+            if len(counts) != n:
+                raise ValueError(f"counts has {len(counts)} entries for n = {n} users")
+        elif draw != "bernoulli":
+            raise ValueError(f"draw={draw!r} needs counts (items per synthetic user)")
+        was_training = self.training
+        self.eval()
+        try:
+            x_t = noise_std * torch.randn(n, self.n_items, generator=generator,
+                                          device=self.device)
+            x0 = self.diffusion.reverse(self.denoiser, x_t, 0, True, generator)
+        finally:
+            self.train(was_training)
+        if draw == "bernoulli":
+            return torch.bernoulli(x0.clamp(0.0, 1.0), generator=generator)
+        if draw == "weighted":
+            return draw_without_replacement(torch.log(x0.clamp(min=0.0)), counts, generator)
+        assert counts is not None
+        out = torch.zeros(n, self.n_items, device=self.device)
+        k = int(counts.max()) if n else 0
+        if k:
+            top = torch.topk(x0, k, dim=1).indices
+            out.scatter_(1, top, (torch.arange(k, device=self.device) < counts[:, None]).float())
+        return out

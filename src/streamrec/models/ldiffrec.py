@@ -25,6 +25,7 @@ by ``1 / kl_anneal_steps`` per step up to ``kl_max``, and ``lambda_e`` decayed p
 ``diffusion_weight`` to ``diffusion_weight_min`` over ``diffusion_anneal_epochs``.
 
 Scores: encode the history (``mu``), run the reverse process from it (as DiffRec), decode.
+:meth:`LDiffRec.sample` generates synthetic users from latent noise.
 
 Defaults: the authors' Amazon-book setting (2 groups, latent 300, denoiser [300], T = 5, noise
 0.5 x [1e-3, 5e-3], lambda 0.05 -> 0.005, KL up to 0.3 over 200 steps, encoder dropout 0.1),
@@ -46,6 +47,7 @@ from streamrec.common import at_least, in_range
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import Recommender
 from streamrec.models.diffrec import Denoiser, DiffusionOptions, StepSampler, diffusion_loss
+from streamrec.models.multvae import as_counts, draw_without_replacement
 from streamrec.models.rows import RowsCache, UserRows, active_users, user_batches
 
 
@@ -220,3 +222,28 @@ class LDiffRec(Recommender):
         z = self.diffusion.reverse(self.denoiser, mu, self.config.sampling_steps,
                                    self.config.sampling_noise, generator)
         return self.decoder(z)
+
+    @torch.no_grad()
+    def sample(self, counts: Tensor | np.ndarray, generator: torch.Generator | None = None,
+               noise_std: float = 1.0) -> Tensor:
+        """Synthetic users generated in the latent space, not from anyone's history.
+
+        ``z_T ~ N(0, noise_std² I)`` [n, latent_dim] (the prior the encoder's KL term pulls the
+        codes towards), the ``T`` latent reverse steps with the posterior's noise, the decoder's
+        logits, then ``counts[u]`` distinct items drawn without replacement from their softmax
+        (:func:`~streamrec.models.multvae.draw_without_replacement`), as Mult-VAE's story.
+
+        counts: int [n], each in ``0..n_items``; generator: on the model's device. Runs in
+        eval mode and restores the mode. Returns binary rows float32 [n, n_items] on the
+        model's device.
+        """
+        counts = as_counts(counts, self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            z = noise_std * torch.randn(len(counts), sum(self.latent_widths),
+                                        generator=generator, device=self.device)
+            logits = self.decoder(self.diffusion.reverse(self.denoiser, z, 0, True, generator))
+        finally:
+            self.train(was_training)
+        return draw_without_replacement(logits, counts, generator)

@@ -34,6 +34,9 @@ each epoch (``metrics.jsonl``: ``model.beta``, ``model.kl``, ``model.nll``); a s
 ML-20M has 233 steps an epoch, so β reached its cap 0.2 near epoch 172 of 200); by default
 ``T = anneal_epochs × steps per epoch``, which does not depend on the data set's size.
 
+:meth:`MultVAE.sample` runs the generative story forwards: synthetic users from the prior,
+with as many items each as asked (``benchmarks/generative.py`` compares them with real ones).
+
 Scores are the decoder's logits ``f_θ(μ_φ(x_u))`` (no dropout, no sampling) from the user's
 history at scoring time — a new interaction changes the scores without retraining. The
 decoder's output layer makes the model a :class:`VectorRetriever`: item ``i`` is
@@ -93,6 +96,42 @@ def negative_elbo(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: f
 def kl_weight(step: int | Tensor, total_steps: float, cap: float) -> float:
     """β after ``step`` optimizer steps of linear KL annealing: ``min(cap, step / total)``."""
     return min(float(cap), float(step) / max(float(total_steps), 1.0))
+
+
+# ============================================================================ sampling users
+def as_counts(counts: Tensor | np.ndarray | list[int], device: torch.device | str) -> Tensor:
+    """Item counts (a tensor, an array or a list) as int64 [n] on ``device``."""
+    if not isinstance(counts, Tensor):
+        counts = torch.as_tensor(np.asarray(counts))
+    return counts.to(device=device, dtype=torch.long).reshape(-1)
+
+
+def draw_without_replacement(logits: Tensor, counts: Tensor | np.ndarray,
+                             generator: torch.Generator | None = None) -> Tensor:
+    """Binary rows float32 [B, I]: row ``u`` holds ``counts[u]`` distinct items drawn one after
+    another, without replacement, from ``softmax(logits[u])``.
+
+    The Gumbel-top-k trick: with ``g_i`` independent standard Gumbel draws, the ``k`` largest
+    ``logits_i + g_i``, in decreasing order, are distributed as ``k`` successive draws without
+    replacement, so one ``topk`` with ``k = max(counts)`` serves every row (row ``u`` keeps its
+    first ``counts[u]``). logits: [B, I] (``-inf``: drawn only once nothing else is left);
+    counts: int [B], each in ``0..I``; generator: on ``logits``' device.
+    """
+    counts = as_counts(counts, logits.device)
+    if logits.ndim != 2 or counts.shape != logits.shape[:1]:
+        raise ValueError(f"need logits [B, I] and counts [B], got {tuple(logits.shape)} and "
+                         f"{tuple(counts.shape)}")
+    if len(counts) and (int(counts.min()) < 0 or int(counts.max()) > logits.shape[1]):
+        raise ValueError(f"counts must lie in 0..{logits.shape[1]} (the number of items)")
+    out = torch.zeros(logits.shape, dtype=torch.float32, device=logits.device)
+    k = int(counts.max()) if len(counts) else 0
+    if k == 0:
+        return out
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    gumbel = -torch.log(-torch.log(u.clamp_(min=1e-20)))
+    order = torch.topk(logits.float() + gumbel, k, dim=1).indices  # [B, k], in draw order
+    keep = (torch.arange(k, device=logits.device) < counts[:, None]).float()
+    return out.scatter_(1, order, keep)  # the k indices of a row are distinct: no collision
 
 
 # ============================================================================ options
@@ -318,3 +357,24 @@ class MultVAE(MultAutoencoder):
         if out:
             out["beta"] = float(self.beta)
         return out
+
+    @torch.no_grad()
+    def sample(self, counts: Tensor | np.ndarray, generator: torch.Generator | None = None,
+               ) -> Tensor:
+        """Synthetic users drawn from the generative story, not from anyone's history.
+
+        For each ``u``: ``z_u ~ N(0, I_K)`` (the prior), ``π_u = softmax(f_θ(z_u))`` (the
+        decoder), then ``counts[u]`` distinct items drawn from ``π_u`` one after another
+        without replacement (:func:`draw_without_replacement`): ``Mult(N_u, π_u)`` would draw
+        with replacement, and a history row is binary, so a repeat is drawn again instead.
+        The model is conditioned on ``N_u`` and does not generate it: give the counts, e.g.
+        drawn from the real users' counts.
+
+        counts: int [n], each in ``0..n_items``. generator: for ``z`` and the draws, on the
+        model's device (reproducible samples). Returns binary rows float32 [n, n_items] on
+        the model's device. The decoder has no dropout, so the mode does not matter.
+        """
+        counts = as_counts(counts, self.device)
+        z = torch.randn(len(counts), self.config.latent, generator=generator,
+                        device=self.device)
+        return draw_without_replacement(self.out(self.decoder(z)), counts, generator)
