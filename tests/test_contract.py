@@ -46,6 +46,8 @@ FAST: dict[str, list[str]] = {
     "graphsage": ["dim=16", "batch_size=1024"],
     "gat": ["dim=16", "batch_size=1024"],
     "gf-cf": ["k=16"],
+    "chebycf": ["k=16"],
+    "bspm": ["k=16"],
     "cnn-text": ["dim=16", "n_filters=8", "token_dim=16"],
     "tfidf-svd": ["dim=16"],
     "gru": ["d_model=16", "hidden=16"],

@@ -26,6 +26,8 @@ REGISTRY: dict[str, str] = {
     "graphsage": "streamrec.models.graphsage:GraphSAGE",
     "gat": "streamrec.models.gat:GAT",
     "gf-cf": "streamrec.models.gfcf:GFCF",
+    "chebycf": "streamrec.models.chebycf:ChebyCF",
+    "bspm": "streamrec.models.bspm:BSPM",
     "ease": "streamrec.models.ease:EASE",
     "mult-vae": "streamrec.models.multvae:MultVAE",
     "mult-dae": "streamrec.models.multdae:MultDAE",
