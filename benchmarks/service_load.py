@@ -116,6 +116,10 @@ class Mix:
         return "recs", f"/users/{user}/recommendations?k={self.k}", None
 
 
+class StaleConnection(ConnectionError):
+    """A kept-alive connection the server closed while it was idle (nothing was sent back)."""
+
+
 class RawClient:
     """A minimal HTTP/1.1 keep-alive client on asyncio streams.
 
@@ -132,7 +136,20 @@ class RawClient:
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None
                       ) -> tuple[int, bytes]:
-        conn = self.idle.pop() if self.idle else None
+        while self.idle:
+            try:
+                return await self._send(self.idle.pop(), method, path, body)
+            except StaleConnection:
+                continue  # the server closed it while idle (keep-alive timeout): next one
+        return await self._send(None, method, path, body)
+
+    async def _send(self, conn: tuple[Any, Any] | None, method: str, path: str,
+                    body: dict[str, Any] | None) -> tuple[int, bytes]:
+        """One request on ``conn`` (an idle keep-alive connection) or a new one. A reused
+        connection that the server had closed answers nothing at all: that raises
+        :class:`StaleConnection` before anything was processed, so the caller may resend
+        (what every HTTP client does); any other failure is an error."""
+        reused = conn is not None
         try:
             async with asyncio.timeout(self.timeout):
                 if conn is None:
@@ -144,7 +161,13 @@ class RawClient:
                     data = json.dumps(body).encode()
                     head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
                 writer.write(head.encode() + b"\r\n" + data)
-                status = int((await reader.readline()).split(b" ", 2)[1])
+                try:
+                    first = await reader.readline()
+                except ConnectionResetError:
+                    first = b""
+                if not first and reused:
+                    raise StaleConnection
+                status = int(first.split(b" ", 2)[1])
                 length, close = 0, False
                 while True:
                     line = await reader.readline()
@@ -319,7 +342,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16, help="clients of the max phase "
                     "(0: no max phase)")
     ap.add_argument("--events-share", type=float, default=0.2)
-    ap.add_argument("--workers", type=int, default=1, help="server processes")
+    ap.add_argument("--workers", type=int, default=2, help="server processes (one per core)")
     ap.add_argument("--max-batch", type=int, default=16, help="the server's dynamic batching "
                     "(1: one request at a time)")
     ap.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")

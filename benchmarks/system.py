@@ -165,6 +165,7 @@ def run(data: str, fresh: bool = False, rebuild: bool = False) -> dict[str, Any]
         system = load_system(sys_dir)
     build_s = time.perf_counter() - t0
     print(f"== system built in {build_s:.0f}s", flush=True)
+    print("== leaderboard, ablation, source recall, truth", flush=True)
     board = leaderboard({**runs, "system": system})
     sample = eval_users(system, max_users=ABLATION_USERS)
     abl = ablation(system, users=sample)
@@ -175,6 +176,7 @@ def run(data: str, fresh: bool = False, rebuild: bool = False) -> dict[str, Any]
         truth = truth_table({n: runs[n] for n in ("pop", "mf", "gf-cf", "transformer",
                                                   "lightgcn", "two-tower")} | {"system": system},
                             users)
+    print("== latency", flush=True)
     lat = latency(system, 1000) if data in ("demo", "m5") else None
     spec = json.loads((sys_dir / "system.json").read_text())
     return {
@@ -184,7 +186,7 @@ def run(data: str, fresh: bool = False, rebuild: bool = False) -> dict[str, Any]
             "candidates": "full ranking over all items; train + valid items masked",
             "users": board[0]["protocol"]["users_evaluated"],
             "ks": [10, 20],
-            "truth_users": 2000,
+            "truth_users": 2000 if truth is not None else None,
             "ablation_users": int(len(sample)),
         },
         "runs": {n: {"model": r.config["model"], "options": RUNS[data][n][1],
