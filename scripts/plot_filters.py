@@ -1,4 +1,5 @@
-"""Draw the frequency responses of gf-cf, chebycf and bspm (their defaults) on one figure.
+"""Draw the frequency responses of gf-cf, chebycf and bspm (the papers' Gowalla settings) on
+one figure.
 
 Each model is fitted on the training view of a small dataset (default: MovieLens-100k, the
 leave-last-out split, imported on first use) and its gain ``h(λ)`` is drawn against the
@@ -8,6 +9,9 @@ scores are scaled): on the left over [0, 1], on the right at each eigenvalue of 
 ordered from the smoothest (log scale: most eigenvalues are small). The lower panels show
 where the dataset's eigenvalues lie. The ideal low-pass steps sit at the ``k``-th largest
 eigenvalue of this dataset, so they move with the data (on Gowalla the cut-offs are lower).
+chebycf and bspm are drawn with the papers' ``k`` and weights fixed (their defaults are
+``"auto"``: chosen on validation, or the size rule, which would move the steps on this
+dataset; :mod:`streamrec.models.spectral_auto`).
 
     python scripts/plot_filters.py [--data DIR] [--out docs/filters.png]
 """
@@ -23,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT.parent / "shared" / "data" / "movielens-100k" / "raw"
 DEFAULT_DATA = ROOT / "benchmarks" / "work" / "spectral" / "ml100k"
 MODELS = ("gf-cf", "chebycf", "bspm")
+#: the papers' Gowalla values of the options that default to "auto"
+PAPER = {"chebycf": ["k=512", "alpha=0.2", "beta=0.4"],
+         "bspm": ["k=448", "beta=0.2", "sharpen_time=2.5"]}
 
 
 def dataset_dir(path: Path) -> Path:
@@ -57,7 +64,7 @@ def responses(data: Path, n_points: int = 401) -> tuple[dict, dict, np.ndarray, 
     lam = np.concatenate([s**2, np.zeros(max(0, r_norm.shape[1] - len(s)))])
     grid, at_data = {}, {}
     for name in MODELS:
-        cfg, _, _ = build_configs(name)
+        cfg, _, _ = build_configs(name, overrides=PAPER.get(name, []))
         model = get_model_class(name)(cfg, train)
         model.fit(train)
         grid[name] = frequency_response(model, n_points=n_points)

@@ -1,7 +1,7 @@
 """The spectral filters ``chebycf`` and ``bspm``: Chebyshev interpolation against numpy, the
 recurrence against the eigen-decomposition, the ODE solvers against the matrix exponential,
 both models against dense references, their frequency responses, quality on the tiny world,
-and the memory guard."""
+the memory guard, and the choice of ``k`` and the weights on validation (``k = "auto"``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import scipy.sparse as sp
 import torch
 from numpy.polynomial import chebyshev as C
 from scipy.linalg import expm
+from torch import Tensor
 
 import streamrec.models.chebycf as cheby_mod
 from streamrec.data.dataset import Dataset
 from streamrec.data.splits import make_split
 from streamrec.eval.evaluator import evaluate_ranking
+from streamrec.models import spectral_auto
+from streamrec.models.base import Validator
 from streamrec.models.bspm import BSPM, BSPMConfig, integrate
 from streamrec.models.chebycf import (
     ChebyCF,
@@ -250,3 +253,136 @@ def test_memory_guard_refuses_before_allocating(small, monkeypatch) -> None:
                          "timestamp": np.array([0])})
     with pytest.raises(ModelMemoryError, match="300,000 items"):
         ChebyCF(ChebyCFConfig(batch_users=1_000_000), big)
+
+
+# ============================================================================ k = "auto"
+def _known_best(prefer: dict[str, float], seen: list[dict] | None = None):
+    """A validator whose NDCG@20 is highest at the setting ``prefer`` (k and weights), and
+    that records what it was asked (the model's setting, max_users)."""
+
+    def validate(model, max_users=None):  # noqa: ANN001, ANN202
+        setting = {"k": model.k, **{n: float(getattr(model, n)) for n in model.WEIGHTS}}
+        if seen is not None:
+            seen.append({**setting, "max_users": max_users})
+        return {"ndcg@20": -sum(abs(np.log2(setting[n] / v)) for n, v in prefer.items())}
+
+    return validate
+
+
+def _small_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule and the grid scaled down to the 14 x 9 matrix (48 interactions): rule k = 4,
+    grid 1, 2, 4, 8."""
+    monkeypatch.setattr(spectral_auto, "MIN_K", 1)
+    monkeypatch.setattr(spectral_auto, "INTERACTIONS_PER_K", 10)
+
+
+def test_the_size_rule_and_the_grid() -> None:
+    # the evidence the rule was read from (training interactions, users, items)
+    assert spectral_auto.rule_k(98_114, 943, 1682, 512) == 64  # MovieLens-100k
+    assert spectral_auto.rule_k(42_446, 8442, 4385, 512) == 32  # Amazon Scientific
+    assert spectral_auto.rule_k(376_903, 10_000, 5000, 512) == 256  # the m0 world
+    assert spectral_auto.rule_k(810_128, 29_858, 40_981, 512) == 512  # Gowalla: the papers'
+    assert spectral_auto.rule_k(810_128, 29_858, 40_981, 448) == 448
+    assert spectral_auto.rule_k(100, 5, 9, 512) == 4  # at least 16, but below min(shape)
+    assert spectral_auto.k_grid(64, 943, 1682) == [16, 32, 64, 128]
+    assert spectral_auto.k_grid(512, 29_858, 40_981) == [128, 256, 512, 1024]
+    assert spectral_auto.k_grid(64, 943, 100) == [16, 32, 64, 99]
+
+
+@pytest.mark.parametrize("cls, cfg, prefer", [
+    (ChebyCF, ChebyCFConfig(svd="dense"), {"k": 2, "beta": 0.3, "alpha": 1.0}),
+    (BSPM, BSPMConfig(svd="dense"), {"k": 4, "sharpen_time": 1.5, "beta": 0.5}),
+])
+def test_auto_picks_the_best_setting_of_the_grid(small, monkeypatch, cls, cfg, prefer) -> None:
+    _, ds = small
+    _small_grid(monkeypatch)
+    model = cls(cfg, ds)
+    ks, weights = model.search_space()
+    assert ks == [1, 2, 4, 8]
+    seen: list[dict] = []
+    model.fit(ds, Validator(_known_best(prefer, seen)))
+    assert model.k == prefer["k"] and model.vt.shape == (prefer["k"], 9)
+    for name, value in prefer.items():
+        if name != "k":
+            assert float(getattr(model, name)) == value
+    assert len(seen) == 4 * np.prod([len(v) for v in weights.values()])  # the whole grid
+    assert {s["max_users"] for s in seen} == {cfg.valid_users}  # a bounded sample
+    report = model.fit_report()
+    assert report["selection"] == "validation" and report["k"] == prefer["k"]
+    assert report["valid"] == 0.0 and len(report["tried"]) == len(seen)
+    # the basis kept is the full SVD's top k: the same as an SVD asked for k alone
+    fixed = cls(type(cfg)(**{**cfg.to_dict(), **prefer}), ds)
+    fixed.fit(ds)
+    torch.testing.assert_close(model.singular_values, fixed.singular_values)
+    torch.testing.assert_close(model.score(torch.arange(14), ds), fixed.score(torch.arange(14), ds),
+                               atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls, cfg", [
+    (ChebyCF, ChebyCFConfig(svd="dense", batch_users=5, graph_batch=3)),
+    (BSPM, BSPMConfig(svd="dense", batch_users=5, graph_batch=3)),
+    # the ideal process not at its fixed point in one step (q0 != 0), averaged, merged late
+    (BSPM, BSPMConfig(svd="dense", ideal_steps=2, ideal_time=0.7, combine="mean")),
+    (BSPM, BSPMConfig(svd="dense", merge="late", ideal_solver="rk4", blur_steps=2)),
+])
+def test_the_searchs_cached_scores_equal_the_models(small, monkeypatch, cls, cfg) -> None:
+    """Every setting the search scores (from its cache: the k-free part once, the ideal term
+    by linearity) equals the model built with that setting and scored the ordinary way."""
+    _, ds = small
+    _small_grid(monkeypatch)
+    users = torch.tensor([3, 0, 13, 7, 9, 1, 11])
+    got: list[tuple[dict, Tensor]] = []
+
+    def validate(model, max_users=None):  # noqa: ANN001, ANN202
+        setting = {"k": model.k, **{n: float(getattr(model, n)) for n in model.WEIGHTS}}
+        got.append((setting, model.score(users, ds)))
+        return {"ndcg@20": float(len(got) == 5)}
+
+    model = cls(cfg, ds)
+    model.fit(ds, validate)
+    assert len(got) > 10
+    for setting, scores in got[:: max(1, len(got) // 12)] + got[4:5]:
+        fixed = cls(type(cfg)(**{**cfg.to_dict(), **setting}), ds)
+        fixed.fit(ds)
+        torch.testing.assert_close(scores, fixed.score(users, ds), atol=2e-5, rtol=1e-4)
+    assert model.fit_report()["k"] == got[4][0]["k"]  # the best one was kept
+
+
+def test_without_a_validator_the_size_rule_and_the_papers_weights(small, tiny) -> None:
+    split = make_split(tiny, "loo")
+    train = split.train(tiny)
+    for cls, paper in ((ChebyCF, {"alpha": 0.2}), (BSPM, {"beta": 0.2, "sharpen_time": 2.5})):
+        model = cls(cls.Config(), train)
+        model.fit(train)
+        rule = spectral_auto.rule_k(train.n_interactions, train.n_users, train.n_items,
+                                    cls.PAPER_K)
+        assert model.k == rule == 16
+        assert {n: float(getattr(model, n)) for n in paper} == paper
+        assert model.fit_report()["selection"].startswith("rule")
+    # a fixed k and weights are kept even with a validator: nothing to search
+    _, ds = small
+    model = ChebyCF(ChebyCFConfig(k=3, alpha=0.3, beta=0.4, svd="dense"), ds)
+    model.fit(ds, _known_best({"k": 1}))
+    assert model.k == 3 and float(model.alpha) == 0.3
+    assert model.fit_report()["selection"] == "fixed"
+
+
+def test_chosen_values_survive_save_and_load(tiny_dir, tmp_path) -> None:
+    from streamrec.run import load_run, train_run
+
+    run = train_run("bspm", tiny_dir, tmp_path / "bspm", overrides=["valid_users=100"],
+                    progress=False)
+    fit = run.results["train"]["fit"]
+    assert fit["selection"] == "validation" and fit["valid_users_max"] == 100
+    assert fit["k"] in fit["grid"]["k"] and fit["beta"] in fit["grid"]["beta"]
+    chosen = {"k": run.model.k, "beta": float(run.model.beta),
+              "sharpen_time": float(run.model.sharpen_time)}
+    assert chosen == {n: fit[n] for n in chosen}
+    loaded = load_run(run.path)
+    assert {"k": loaded.model.k, "beta": float(loaded.model.beta),
+            "sharpen_time": float(loaded.model.sharpen_time)} == chosen
+    users = torch.arange(20)
+    history = run.split.history(run.dataset, "test")
+    torch.testing.assert_close(loaded.model.score(users, history),
+                               run.model.score(users, history))
+    assert loaded.evaluate("test")["metrics"] == pytest.approx(run.results["test"]["metrics"])

@@ -219,8 +219,9 @@ def train_run(
     validate = None
     if has_valid:
 
-        def validate(m: Any) -> dict[str, float]:
-            return evaluate_model(m, ds, split, "valid", ks)["metrics"]
+        def validate(m: Any, max_users: int | None = None) -> dict[str, float]:
+            subset = {} if max_users is None else {"max_users": max_users}  # seeded sample
+            return evaluate_model(m, ds, split, "valid", ks, **subset)["metrics"]
 
     t0 = time.perf_counter()
     trainer = Trainer(model, train, train_cfg, out_path, validate=validate,

@@ -38,6 +38,7 @@ The trainer, the evaluator and the server call only what is declared here.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -105,8 +106,18 @@ class Model(nn.Module):
         """Closed-form learning for models with ``trainable = False``. Default: nothing.
 
         validate: ``model -> {metric: value}`` on the validation part (the same function the
-        loop validates with), for a closed-form model that early-stops by itself; may be None.
+        loop validates with), for a closed-form model that early-stops or chooses its own
+        options by itself; may be None. Call it through :func:`validate_on` (which can ask for
+        a seeded subset of the validation users) and read the run's selection metric with
+        :func:`validation_target`.
         """
+
+    def fit_report(self) -> dict[str, Any]:
+        """What :meth:`fit` chose by itself, JSON-able (e.g. options picked on validation:
+        ``{"selection": "validation", "k": 64, ...}``). The trainer prints its scalar entries
+        after a closed-form fit and records the whole dict in ``metrics.jsonl`` and in
+        ``results.json`` (``train.fit``). Default: nothing."""
+        return {}
 
     def batches(self, train: Dataset, batch_size: int, rng: np.random.Generator) -> Iterator[Any]:
         """Yield the mini-batches of one epoch, drawn with ``rng`` (deterministic)."""
@@ -139,8 +150,55 @@ class Model(nn.Module):
         """Restore what :meth:`extra_state_files` returned."""
 
 
-#: ``model -> {metric: value}``: what the training loop validates with
-Validate = Callable[[Model], Mapping[str, float]]
+#: ``model -> {metric: value}``: what the training loop validates with. A validator may also
+#: accept a keyword ``max_users`` (evaluate a seeded random subset of at most that many
+#: validation users; ``streamrec train``'s does) and carry the run's selection metric as
+#: ``metric`` / ``mode`` attributes (:class:`Validator`, what the trainer hands to ``fit``).
+Validate = Callable[..., Mapping[str, float]]
+
+#: the selection metric when a validator does not name one (the trainer's default)
+DEFAULT_VALID_METRIC = "ndcg@20"
+
+
+def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+class Validator:
+    """A :data:`Validate` with the run's selection metric (``metric``, ``mode``: ``max`` or
+    ``min``): what the trainer hands to a closed-form model's ``fit``. Calling it with
+    ``max_users`` passes that on when the wrapped function accepts it (else every validation
+    user is evaluated)."""
+
+    def __init__(self, fn: Validate, metric: str = DEFAULT_VALID_METRIC,
+                 mode: str = "max") -> None:
+        self.fn, self.metric, self.mode = fn, metric, mode
+        self.takes_max_users = _accepts_keyword(fn, "max_users")
+
+    def __call__(self, model: Model, max_users: int | None = None) -> Mapping[str, float]:
+        if max_users is not None and self.takes_max_users:
+            return self.fn(model, max_users=max_users)
+        return self.fn(model)
+
+
+def validate_on(validate: Validate, model: Model,
+                max_users: int | None = None) -> dict[str, float]:
+    """``validate(model)`` as ``{metric: float}``, on a seeded subset of at most ``max_users``
+    validation users when the validator accepts ``max_users`` (see :class:`Validator`)."""
+    v = validate if isinstance(validate, Validator) else Validator(validate)
+    return {str(k): float(x) for k, x in dict(v(model, max_users)).items()}
+
+
+def validation_target(validate: Validate) -> tuple[str, str]:
+    """``(metric, mode)`` a closed-form model selects its options by: the run's
+    ``valid_metric`` and ``metric_mode`` when the validator carries them, else
+    ``("ndcg@20", "max")``."""
+    return (getattr(validate, "metric", DEFAULT_VALID_METRIC),
+            getattr(validate, "mode", "max"))
 
 
 class Recommender(Model):

@@ -29,7 +29,16 @@ The whole filter, per eigenvalue ``λ`` of ``P̃``, is :meth:`BSPM.frequency_res
 Defaults are the authors' Gowalla command (README of github.com/jeongwhanchoi/BSPM):
 ``T_b = 1``, 1 Euler step; ``T_idl = 1``, 1 Euler step; ``T_s = 2.5``, 1 RK4 step; early
 merge with ``β = 0.2``; ``k = 448`` (``factor_dim``); published Recall@20 0.1920,
-NDCG@20 0.1597 on the LightGCN Gowalla split.
+NDCG@20 0.1597 on the LightGCN Gowalla split — except that ``k``, ``β`` and ``T_s`` are
+``"auto"``: chosen on the validation part when the run has one (``k`` from a geometric grid
+around a size rule, ``β`` from 0.1..1, ``T_s`` from 1..2.5), else ``k`` from the size rule
+(448 on Gowalla-sized data), ``β = 0.2`` and ``T_s = 2.5``
+(:mod:`streamrec.models.spectral_auto`). In that search the scores are split by linearity:
+with ``M_k = D^½ V_k V_kᵀ D^-½`` (idempotent) the ideal process gives ``q₀ x + (1 − q₀) M_k x``
+(``q₀`` its scalar solution at 0; 0 with the paper's one Euler step), and BSPM is
+``F(x) + β H(smooth)`` with ``F`` the process without the ideal term and ``H`` the
+(linear) sharpening of the merged signal; ``F(x)``, ``H(x)`` and ``H(D^½ V_kmax)`` are computed
+once per ``T_s``, so each ``k`` and ``β`` costs a projection.
 
 **Memory.** The authors' GPU version forms ``P̃`` as a dense ``n_items²`` matrix (6.7 GB in
 float32 on Gowalla's 41k items, and a dense product of ``n_items²`` per user). Here, as in
@@ -45,7 +54,8 @@ against the available memory before anything is allocated and refuses with a one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,17 +65,16 @@ from torch import Tensor
 
 from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender, Validate
+from streamrec.models.base import ModelConfig, Recommender
 from streamrec.models.chebycf import (
     HistoryRows,
     ItemGraph,
-    capped_k,
     check_memory,
-    ideal_basis,
     passband,
     score_in_batches,
 )
 from streamrec.models.gfcf import normalized_rating_matrix
+from streamrec.models.spectral_auto import AutoSpectral, auto_or_at_least
 
 SOLVERS = ("euler", "rk4")
 
@@ -138,10 +147,16 @@ class BSPMConfig(ModelConfig):
     blur_time, blur_steps, blur_solver: [T_b, K_b, solver_blr] the blurring process.
     ideal_time, ideal_steps, ideal_solver: [T_idl, K_idl, solver_idl] the ideal low-pass one.
     sharpen_time, sharpen_steps, sharpen_solver: [T_s, K_s, solver_shr] the sharpening one
-        (``sharpen_time = 0``: no sharpening).
-    beta: [idl_beta] weight of the ideal low-pass signal (0: off, no SVD).
+        (``sharpen_time = 0``: no sharpening); ``sharpen_time = auto``: chosen on validation
+        with ``k`` (from 1, 1.5, 2, 2.5), or the paper's 2.5 without a validation part.
+    beta: [idl_beta] weight of the ideal low-pass signal (0: off, no SVD); ``auto``: chosen on
+        validation with ``k`` (from 0.1, 0.2, 0.5, 1), or the paper's 0.2 without one.
     k: [factor_dim] singular vectors of the ideal low-pass filter (capped at
-        ``min(n_users, n_items) − 1``).
+        ``min(n_users, n_items) − 1``); ``auto``: chosen on validation from a geometric grid
+        around the size rule, or the size rule without a validation part (448 on Gowalla;
+        :mod:`streamrec.models.spectral_auto`).
+    valid_users: the search of ``auto`` values scores at most this many validation users (a
+        seeded random sample).
     merge: ``early`` [final_sharpening=True, BSPM-EM]: sharpen blurred + β·ideal; ``late``
         [BSPM-LM]: sharpen the blurred signal, then add β·ideal.
     combine: ``last`` (the final state) or ``mean`` [t_point_combination]: the mean of the
@@ -160,11 +175,12 @@ class BSPMConfig(ModelConfig):
     ideal_time: float = 1.0
     ideal_steps: int = 1
     ideal_solver: str = "euler"
-    sharpen_time: float = 2.5
+    sharpen_time: float | str = "auto"
     sharpen_steps: int = 1
     sharpen_solver: str = "rk4"
-    beta: float = 0.2
-    k: int = 448
+    beta: float | str = "auto"
+    k: int | str = "auto"
+    valid_users: int = 5000
     merge: str = "early"
     combine: str = "last"
     svd: str = "auto"
@@ -179,10 +195,11 @@ class BSPMConfig(ModelConfig):
                 *at_least("ideal_time", self.ideal_time, 0),
                 *at_least("ideal_steps", self.ideal_steps, 1),
                 *one_of("ideal_solver", self.ideal_solver, SOLVERS),
-                *at_least("sharpen_time", self.sharpen_time, 0),
+                *auto_or_at_least("sharpen_time", self.sharpen_time, 0),
                 *at_least("sharpen_steps", self.sharpen_steps, 1),
                 *one_of("sharpen_solver", self.sharpen_solver, SOLVERS),
-                *at_least("beta", self.beta, 0), *at_least("k", self.k, 0),
+                *auto_or_at_least("beta", self.beta, 0), *auto_or_at_least("k", self.k, 0),
+                *at_least("valid_users", self.valid_users, 1),
                 *one_of("merge", self.merge, ("early", "late")),
                 *one_of("combine", self.combine, ("last", "mean")),
                 *one_of("svd", self.svd, ("auto", "arpack", "randomized", "dense")),
@@ -190,7 +207,7 @@ class BSPMConfig(ModelConfig):
                 *at_least("graph_batch", self.graph_batch, 1)]
 
 
-class BSPM(Recommender):
+class BSPM(AutoSpectral, Recommender):
     """BSPM: blur (heat equation) + ideal low-pass, then sharpen, on the item-item graph."""
 
     name = "bspm"
@@ -198,11 +215,20 @@ class BSPM(Recommender):
     trainable = False
     #: float32 [n_items, graph_batch] blocks alive in the solvers (for the memory guard)
     SIGNALS = 8
+    PAPER_K = 448
+    WEIGHTS = {"sharpen_time": (2.5, (1.0, 1.5, 2.0, 2.5), True),
+               "beta": (0.2, (0.1, 0.2, 0.5, 1.0), False)}
+    IDEAL_WEIGHT = "beta"
 
     def __init__(self, config: BSPMConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        self.k = capped_k(config.k, train) if config.beta > 0 else 0
-        check_memory(self.name, train, self.k, config, self.SIGNALS)
+        #: the ideal process's solution is q0 x + (1 − q0) M_k x (M_k idempotent)
+        self._q0 = float(integrate(lambda v: -v, 1.0, config.ideal_time, config.ideal_steps,
+                                   config.ideal_solver))
+        self.CACHED_PARTS = 1 if self._q0 == 0 else 2
+        self._init_spectral(train)
+        k_max, search_rows = self.guard_k_and_rows()
+        check_memory(self.name, train, k_max, config, self.SIGNALS, search_rows + k_max)
         r_norm, d_i = normalized_rating_matrix(train.csr())
         self._r_norm = r_norm
         self.graph = ItemGraph(r_norm)
@@ -211,16 +237,16 @@ class BSPM(Recommender):
                              persistent=False)
         self.register_buffer("item_sqrt_degree", torch.as_tensor(np.sqrt(d_i)),
                              persistent=False)
-        #: V_kᵀ [k, n_items] and the singular values σ [k] of R̃ (computed by ``fit``)
-        self.register_buffer("vt", torch.zeros(self.k, train.n_items))
-        self.register_buffer("singular_values", torch.zeros(self.k))
+        #: ``sharpen_time`` and ``beta`` (0-d float64), V_kᵀ [k, n_items] and the singular
+        #: values σ [k] of R̃ (computed, and k and the weights chosen, by ``fit``: AutoSpectral)
+        self._register_spectral()
         self._rows = HistoryRows()
+        self._w_t: Tensor | None = None  # H(D^½ V_kmax)ᵀ during the search
 
-    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
-        if self.k:
-            s, vt = ideal_basis(self._r_norm, self.k, self.config.svd, self.config.seed)
-            self.vt.copy_(torch.from_numpy(vt))
-            self.singular_values.copy_(torch.from_numpy(s))
+    def effective_config(self) -> BSPMConfig:
+        """The options with the chosen (or loaded) ``beta`` and ``sharpen_time``."""
+        return dataclasses.replace(self.config, beta=float(self.beta),
+                                   sharpen_time=float(self.sharpen_time))
 
     # ------------------------------------------------------------------ the processes
     def _blur(self, x: Tensor) -> Tensor:
@@ -242,7 +268,7 @@ class BSPM(Recommender):
         """BSPM applied to history signals ``x`` [n_items, B] (one column per user); float32
         [n_items, B]. The ideal process runs on all columns at once, blurring and sharpening
         on ``graph_batch`` columns at a time."""
-        c = self.config
+        c = self.effective_config()
         smooth = None
         if self.k:
             smooth = integrate(self._ideal, x, c.ideal_time, c.ideal_steps, c.ideal_solver)
@@ -255,8 +281,54 @@ class BSPM(Recommender):
 
     @torch.no_grad()
     def score(self, users: Tensor, history: Dataset) -> Tensor:
-        return score_in_batches(self.process, self._rows(users.cpu().numpy(), history),
-                                self.config.batch_users, self.n_items).to(users.device)
+        ids = users.cpu().numpy()
+        rows = self._rows(ids, history)
+        cached = self._score_rows(ids, rows)  # during fit's search of k = "auto" only
+        if cached is None:
+            cached = score_in_batches(self.process, rows, self.config.batch_users, self.n_items)
+        return cached.to(users.device)
+
+    # the search of k = "auto" (AutoSpectral): BSPM = F(x) + β H(q0 x + (1 − q0) M_k x)
+    def _merged(self, y: Tensor) -> Tensor:
+        """``H(y)`` [n_items, b]: what a merged ideal signal ``y`` adds to the scores with
+        ``β = 1`` (the process run from 0 with ``smooth = y``; linear in ``y``)."""
+        c = dataclasses.replace(self.effective_config(), beta=1.0)
+        out = torch.empty_like(y)
+        for s in range(0, y.shape[1], c.graph_batch):
+            part = y[:, s : s + c.graph_batch].contiguous()
+            out[:, s : s + c.graph_batch] = blur_sharpen(torch.zeros_like(part), self._blur,
+                                                         self._sharpen, c, part)
+        return out
+
+    def _cached_parts(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``F(x)`` (the process without the ideal term) and, when ``q0 ≠ 0``, ``H(x)``."""
+        c = self.effective_config()
+        f = torch.empty_like(x)
+        for s in range(0, x.shape[1], c.graph_batch):
+            f[:, s : s + c.graph_batch] = blur_sharpen(x[:, s : s + c.graph_batch].contiguous(),
+                                                       self._blur, self._sharpen, c, None)
+        return (f,) if self._q0 == 0 else (f, self._merged(x))
+
+    def _prepare_search(self) -> None:
+        """``H(D^½ V)ᵀ`` [k_max, n_items] for the full basis and the current ``T_s``."""
+        y = self.item_sqrt_degree.cpu().float()[:, None] * self.vt.cpu().T
+        self._w_t = self._merged(y.contiguous()).T.contiguous() if self.k else None
+
+    def _ideal_part(self, x: Tensor, k: int) -> Tensor:
+        """``H(M_k x)`` as rows, for history rows ``x`` [B, n_items]: ``(x D^-½ V_k) H(D^½
+        V_k)ᵀ``."""
+        assert self._w_t is not None
+        coef = (x * self.item_inv_sqrt_degree.cpu().float()) @ self.vt.cpu()[:k].T
+        return coef @ self._w_t[:k]
+
+    def _combine(self, parts: Sequence[Tensor], ideal: Tensor | None, x: Tensor) -> Tensor:
+        if ideal is None:  # k = 0: no ideal process at all
+            return parts[0].clone()
+        beta = float(self.beta)
+        out = parts[0] + (beta * (1.0 - self._q0)) * ideal
+        if self._q0 != 0:
+            out += (beta * self._q0) * parts[1]
+        return out
 
     def frequency_response(self, lam: np.ndarray) -> np.ndarray:
         """The gain float64 [n] at eigenvalues ``lam`` [n] of ``P̃``: the same processes and
@@ -265,7 +337,7 @@ class BSPM(Recommender):
         for blurring and sharpening; the ideal part (``D^-1/2 V Vᵀ D^1/2``) is read as if it
         shared ``P̃``'s eigenvectors."""
         lam = np.asarray(lam, dtype=np.float64)
-        c = self.config
+        c = self.effective_config()
         one = np.ones_like(lam)
         smooth = None
         if self.k:

@@ -32,16 +32,22 @@ ChebyCF scores the items of user ``u`` with history row ``r_u`` as
 
 Defaults are the authors' Gowalla configuration (``config/chebycf_gowalla.yml`` of
 github.com/chanwoo0806/ChebyCF): ``K = 8``, ``φ = 1.5``, ``η = 512``, ``α = 0.2``,
-``β = 0.4``; published Recall@20 0.1941, NDCG@20 0.1616 on the LightGCN Gowalla split.
+``β = 0.4``; published Recall@20 0.1941, NDCG@20 0.1616 on the LightGCN Gowalla split —
+except that ``η``, ``α`` and ``β`` are ``"auto"``: chosen on the validation part when the run
+has one (``η`` from a geometric grid around a size rule, ``α`` from 0.2..4, ``β`` from
+0.1..0.5), else ``η`` from the size rule (512 on Gowalla-sized data), ``α = 0.2`` and
+``β = 0.4`` (:mod:`streamrec.models.spectral_auto`). In that search the Chebyshev term
+``h(L̃) D^-β x`` is computed once per user and ``β``, the ideal term once per ``η``.
 
 Memory: scores are computed for at most ``batch_users`` users at a time with every signal
 laid out ``[n_items, B]``, and the recurrence runs on ``graph_batch`` of these columns at a
 time (a few ``[n_items, graph_batch]`` blocks plus one ``[n_users, graph_batch]``: a narrow
 block stays in the CPU cache, which made the sparse products twice as fast); the saved state is
-``V_ηᵀ`` (η x n_items float32: 84 MB on Gowalla) and the singular values; ``R̃`` is rebuilt
-from the training view by the constructor. The constructor checks the peak (graph, SVD,
-scoring workspace; :func:`spectral_memory_bytes`) against the available memory before
-anything is allocated and refuses with a one-line :class:`ModelMemoryError`.
+``V_ηᵀ`` (η x n_items float32: 84 MB on Gowalla), the singular values, ``α`` and ``β`` (the
+chosen values, so a loaded run has them); ``R̃`` is rebuilt from the training view by the
+constructor. The constructor checks the peak (graph, SVD, scoring workspace, the search's
+cache; :func:`spectral_memory_bytes`) against the available memory before anything is
+allocated and refuses with a one-line :class:`ModelMemoryError`.
 
 The module also holds what the spectral models share (``bspm`` imports it): the item-item
 operator :class:`ItemGraph`, the Chebyshev helpers, the ideal low-pass basis
@@ -51,7 +57,7 @@ operator :class:`ItemGraph`, the Chebyshev helpers, the ideal low-pass basis
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +69,10 @@ from torch import Tensor
 
 from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ModelConfig, Recommender, Validate
+from streamrec.models.base import ModelConfig, Recommender
 from streamrec.models.ease import ModelMemoryError, available_memory
 from streamrec.models.gfcf import _torch_csr, normalized_rating_matrix
+from streamrec.models.spectral_auto import AutoSpectral, auto_or_at_least
 
 __all__ = ["ChebyCF", "ChebyCFConfig", "HistoryRows", "ItemGraph", "ModelMemoryError",
            "capped_k", "check_memory", "chebyshev_coefficients", "chebyshev_extrema",
@@ -220,7 +227,8 @@ def _size(n: float) -> str:
 
 
 def spectral_memory_bytes(n_users: int, n_items: int, nnz: int, k: int, batch_users: int,
-                          graph_batch: int, signals: int, svd: str = "auto") -> dict[str, int]:
+                          graph_batch: int, signals: int, svd: str = "auto",
+                          search_rows: int = 0) -> dict[str, int]:
     """Peak bytes of a spectral model (``chebycf``, ``bspm``), by part.
 
     graph: ``R̃`` and ``R̃ᵀ`` as scipy and torch CSR (~48 bytes per non-zero); svd: ARPACK's
@@ -228,7 +236,10 @@ def spectral_memory_bytes(n_users: int, n_items: int, nnz: int, k: int, batch_us
     in float64, or the dense matrix and its factors for a dense SVD; state: ``V_kᵀ`` in float32,
     twice (the copy made when a run is saved or loaded); scoring: four float32
     [n_items, batch_users] blocks (input, output, the ideal term, the transposed result) and,
-    per graph batch, ``signals`` [n_items, graph_batch] blocks and two [n_users, graph_batch].
+    per graph batch, ``signals`` [n_items, graph_batch] blocks and two [n_users, graph_batch];
+    search (only when ``search_rows``): the cache of the search for ``k = "auto"``,
+    ``search_rows`` float32 rows of ``n_items``
+    (:meth:`~streamrec.models.spectral_auto.AutoSpectral.guard_k_and_rows`).
     """
     short = min(n_users, n_items)
     if svd == "auto":
@@ -241,21 +252,27 @@ def spectral_memory_bytes(n_users: int, n_items: int, nnz: int, k: int, batch_us
         ncv = min(short, max(2 * k + 1, 20))
         svd_bytes = 8 * (ncv * short + 2 * k * (n_users + n_items))
     graph_batch = min(graph_batch, batch_users)
-    return {
+    parts = {
         "graph": 48 * nnz + 32 * (n_users + n_items),
         "svd": svd_bytes,
         "state": 2 * 4 * k * n_items,
         "scoring": 4 * (4 * batch_users * n_items + k * batch_users
                         + graph_batch * (signals * n_items + 2 * n_users)),
     }
+    if search_rows:
+        parts["search"] = 4 * search_rows * n_items
+    return parts
 
 
-def check_memory(name: str, train: Dataset, k: int, config: Any, signals: int) -> None:
+def check_memory(name: str, train: Dataset, k: int, config: Any, signals: int,
+                 search_rows: int = 0) -> None:
     """Raise :class:`ModelMemoryError` (one line) when the model cannot fit in the available
     memory (:func:`~streamrec.models.ease.available_memory`); called before anything is
-    allocated. ``config`` has ``batch_users``, ``graph_batch`` and ``svd``."""
+    allocated. ``config`` has ``batch_users``, ``graph_batch``, ``svd`` and ``valid_users``;
+    ``k`` is the largest a fit may compute, ``search_rows`` the search's cache."""
     parts = spectral_memory_bytes(train.n_users, train.n_items, train.n_interactions, k,
-                                  config.batch_users, config.graph_batch, signals, config.svd)
+                                  config.batch_users, config.graph_batch, signals, config.svd,
+                                  search_rows)
     need, have = sum(parts.values()), available_memory()
     if need <= have:
         return
@@ -264,7 +281,8 @@ def check_memory(name: str, train: Dataset, k: int, config: Any, signals: int) -
         f"{name} needs about {_size(need)} ({detail}) on {train.n_users:,} users x "
         f"{train.n_items:,} items, but only {_size(have)} of memory is available: lower "
         f"batch_users (now {config.batch_users}) for the scoring, k (now {k}) for the SVD, "
-        "or use a smaller catalogue"
+        f"valid_users (now {config.valid_users}) for the search of k = 'auto', or use a "
+        "smaller catalogue"
     )
 
 
@@ -279,10 +297,17 @@ class ChebyCFConfig(ModelConfig):
         the ideal low-pass; > 1 flatter).
     target: where the plateau is evaluated: ``extrema`` (the authors' code: its values at the
         Chebyshev extrema, given to the nodes) or ``nodes`` (at the interpolation nodes).
-    alpha: [α] weight of the ideal low-pass filter (0: off, no SVD).
+    alpha: [α] weight of the ideal low-pass filter (0: off, no SVD); ``auto``: chosen on
+        validation with ``k`` (from 0.2, 0.5, 1, 2, 4), or the paper's 0.2 without a
+        validation part.
     k: [η] number of singular vectors of the ideal low-pass filter (capped at
-        ``min(n_users, n_items) − 1``).
-    beta: [β] power of the item-degree normalisation (0: off).
+        ``min(n_users, n_items) − 1``); ``auto``: chosen on validation from a geometric grid
+        around the size rule, or the size rule without a validation part (512 on Gowalla;
+        :mod:`streamrec.models.spectral_auto`).
+    beta: [β] power of the item-degree normalisation (0: off); ``auto``: chosen on validation
+        with ``k`` (from 0.1 .. 0.5), or the paper's 0.4 without a validation part.
+    valid_users: the search of ``auto`` values scores at most this many validation users (a
+        seeded random sample).
     svd: ``auto``, ``arpack``, ``randomized`` or ``dense`` (see :func:`ideal_basis`).
     seed: seed of the SVD's starting vector.
     batch_users: users scored at a time (bounds the scoring memory).
@@ -294,9 +319,10 @@ class ChebyCFConfig(ModelConfig):
     order: int = 8
     flatness: float = 1.5
     target: str = "extrema"
-    alpha: float = 0.2
-    k: int = 512
-    beta: float = 0.4
+    alpha: float | str = "auto"
+    k: int | str = "auto"
+    beta: float | str = "auto"
+    valid_users: int = 5000
     svd: str = "auto"
     seed: int = 0
     batch_users: int = 1024
@@ -306,8 +332,9 @@ class ChebyCFConfig(ModelConfig):
         return [*at_least("order", self.order, 1), *at_least("flatness", self.flatness, 0,
                                                              strict=True),
                 *one_of("target", self.target, ("extrema", "nodes")),
-                *at_least("alpha", self.alpha, 0), *at_least("k", self.k, 0),
-                *at_least("beta", self.beta, 0),
+                *auto_or_at_least("alpha", self.alpha, 0), *auto_or_at_least("k", self.k, 0),
+                *auto_or_at_least("beta", self.beta, 0),
+                *at_least("valid_users", self.valid_users, 1),
                 *one_of("svd", self.svd, ("auto", "arpack", "randomized", "dense")),
                 *at_least("seed", self.seed, 0), *at_least("batch_users", self.batch_users, 1),
                 *at_least("graph_batch", self.graph_batch, 1)]
@@ -345,7 +372,7 @@ def score_in_batches(apply: Callable[[Tensor], Tensor], rows: sp.csr_matrix, bat
     return out
 
 
-class ChebyCF(Recommender):
+class ChebyCF(AutoSpectral, Recommender):
     """ChebyCF: Chebyshev-interpolated plateau filter + ideal low-pass, degree-normalised."""
 
     name = "chebycf"
@@ -353,39 +380,47 @@ class ChebyCF(Recommender):
     trainable = False
     #: float32 [n_items, graph_batch] blocks alive in the recurrence (for the memory guard)
     SIGNALS = 6
+    PAPER_K = 512
+    WEIGHTS = {"beta": (0.4, (0.1, 0.2, 0.3, 0.4, 0.5), True),
+               "alpha": (0.2, (0.2, 0.5, 1.0, 2.0, 4.0), False)}
+    IDEAL_WEIGHT = "alpha"
 
     def __init__(self, config: ChebyCFConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        self.k = capped_k(config.k, train) if config.alpha > 0 else 0
-        check_memory(self.name, train, self.k, config, self.SIGNALS)
+        self._init_spectral(train)
+        k_max, search_rows = self.guard_k_and_rows()
+        check_memory(self.name, train, k_max, config, self.SIGNALS, search_rows)
         r_norm, d_i = normalized_rating_matrix(train.csr())
         self._r_norm = r_norm
         self.graph = ItemGraph(r_norm)
         self.coeffs = chebyshev_coefficients(
             target_values(config.order, config.flatness, config.target))
-        pre = np.zeros_like(d_i)
-        np.power(d_i, -config.beta, out=pre, where=d_i > 0)
-        post = np.where(d_i > 0, d_i, 0.0) ** config.beta
-        self.register_buffer("pre_norm", torch.as_tensor(pre, dtype=torch.float32),
-                             persistent=False)
-        self.register_buffer("post_norm", torch.as_tensor(post, dtype=torch.float32),
-                             persistent=False)
-        #: V_ηᵀ [k, n_items] and the singular values σ [k] of R̃ (computed by ``fit``)
-        self.register_buffer("vt", torch.zeros(self.k, train.n_items))
-        self.register_buffer("singular_values", torch.zeros(self.k))
+        self._degree = d_i
+        self._norms_of: tuple[float, Tensor, Tensor] | None = None
+        #: ``beta`` and ``alpha`` (0-d float64), V_ηᵀ [k, n_items] and the singular values σ
+        #: [k] of R̃ (computed, and k, beta and alpha chosen, by ``fit``: AutoSpectral)
+        self._register_spectral()
         self._rows = HistoryRows()
 
-    def fit(self, train: Dataset, validate: Validate | None = None) -> None:
-        if self.k:
-            s, vt = ideal_basis(self._r_norm, self.k, self.config.svd, self.config.seed)
-            self.vt.copy_(torch.from_numpy(vt))
-            self.singular_values.copy_(torch.from_numpy(s))
+    def degree_norms(self) -> tuple[Tensor, Tensor]:
+        """``(D^-β, D^β)`` float32 [n_items] for the current ``beta`` (0 for items without
+        training interactions), computed again when ``beta`` changes."""
+        beta = float(self.beta)
+        if self._norms_of is None or self._norms_of[0] != beta:
+            d = self._degree
+            pre = np.zeros_like(d)
+            np.power(d, -beta, out=pre, where=d > 0)
+            post = np.where(d > 0, d, 0.0) ** beta
+            self._norms_of = (beta, torch.as_tensor(pre, dtype=torch.float32),
+                              torch.as_tensor(post, dtype=torch.float32))
+        return self._norms_of[1], self._norms_of[2]
 
     def filter(self, x: Tensor) -> Tensor:
         """The filter applied to item signals ``x`` [n_items, B] (one column per user):
         ``D^β (h(L̃) + α V Vᵀ) D^-β x``, float32 [n_items, B]; the Chebyshev recurrence runs
         on ``graph_batch`` columns at a time, the ideal term on all of them at once."""
-        x = x * self.pre_norm.cpu()[:, None]
+        pre, post = self.degree_norms()
+        x = x * pre[:, None]
         out = torch.empty_like(x)
         step = self.config.graph_batch
         for s in range(0, x.shape[1], step):
@@ -393,14 +428,38 @@ class ChebyCF(Recommender):
                                                    self.coeffs)
         if self.k:
             vt = self.vt.cpu()
-            out.add_(vt.T @ (vt @ x), alpha=self.config.alpha)
-        out *= self.post_norm.cpu()[:, None]
+            out.add_(vt.T @ (vt @ x), alpha=float(self.alpha))
+        out *= post[:, None]
         return out
 
     @torch.no_grad()
     def score(self, users: Tensor, history: Dataset) -> Tensor:
-        return score_in_batches(self.filter, self._rows(users.cpu().numpy(), history),
-                                self.config.batch_users, self.n_items).to(users.device)
+        ids = users.cpu().numpy()
+        rows = self._rows(ids, history)
+        cached = self._score_rows(ids, rows)  # during fit's search of k = "auto" only
+        if cached is None:
+            cached = score_in_batches(self.filter, rows, self.config.batch_users, self.n_items)
+        return cached.to(users.device)
+
+    # the search of k = "auto" (AutoSpectral): the Chebyshev term is cached per user and β
+    def _cached_parts(self, x: Tensor) -> tuple[Tensor]:
+        """``h(L̃) D^-β x`` for signals ``x`` [n_items, b]."""
+        x = x * self.degree_norms()[0][:, None]
+        out = torch.empty_like(x)
+        step = self.config.graph_batch
+        for s in range(0, x.shape[1], step):
+            out[:, s : s + step] = chebyshev_filter(self.graph, x[:, s : s + step].contiguous(),
+                                                   self.coeffs)
+        return (out,)
+
+    def _ideal_part(self, x: Tensor, k: int) -> Tensor:
+        """``V_k V_kᵀ D^-β`` applied to history rows ``x`` [B, n_items], as rows."""
+        vt = self.vt.cpu()[:k]
+        return ((x * self.degree_norms()[0]) @ vt.T) @ vt
+
+    def _combine(self, parts: Sequence[Tensor], ideal: Tensor | None, x: Tensor) -> Tensor:
+        out = parts[0] if ideal is None else parts[0] + float(self.alpha) * ideal
+        return out * self.degree_norms()[1]
 
     def frequency_response(self, lam: np.ndarray) -> np.ndarray:
         """The filter's gain float64 [n] at eigenvalues ``lam`` [n] of ``P̃`` (in [0, 1]):
@@ -408,7 +467,7 @@ class ChebyCF(Recommender):
         similarity transform and ``V_η`` are eigenvectors of ``P̃``."""
         lam = np.asarray(lam, dtype=np.float64)
         h = np.polynomial.chebyshev.chebval(1.0 - 2.0 * lam, self.coeffs)
-        return h + self.config.alpha * passband(lam, self.singular_values.cpu().numpy())
+        return h + float(self.alpha) * passband(lam, self.singular_values.cpu().numpy())
 
 
 # ============================================================================ responses

@@ -35,7 +35,7 @@ import torch
 
 from streamrec.common import resolve_device, write_text_atomic
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import Model, Validate
+from streamrec.models.base import Model, Validate, Validator
 from streamrec.train.checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -86,6 +86,8 @@ class TrainResult:
     stopped_early: whether early stopping (or a callback) ended training before ``epochs``.
     train_seconds: wall time of training and validation (across resumptions).
     history: one dict per epoch, as in ``metrics.jsonl``.
+    fit: what a closed-form model's ``fit`` chose by itself (:meth:`Model.fit_report`, e.g. the
+        options it picked on validation); None for trained models or when it reports nothing.
     """
 
     best_epoch: int
@@ -95,6 +97,7 @@ class TrainResult:
     train_seconds: float
     history: list[dict[str, Any]]
     valid_tail_std: float | None = None
+    fit: dict[str, Any] | None = None
 
 
 #: how many of the last validations :attr:`TrainResult.valid_tail_std` spans
@@ -257,11 +260,20 @@ class Trainer:
         t0 = time.perf_counter()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        self.model.fit(self.train_data, self.validate)
+        validate = (None if self.validate is None else
+                    Validator(self.validate, self.cfg.valid_metric, self.cfg.metric_mode))
+        self.model.fit(self.train_data, validate)
+        report = dict(self.model.fit_report()) or None
         logs = self._run_validation()
         seconds = time.perf_counter() - t0
         record = {"epoch": 0, "loss": None, "lr": None, "grad_norm": None,
                   "seconds": seconds, "valid": logs}
+        if report:
+            record["fit"] = report
+            chosen = "  ".join(f"{k}={v}" for k, v in report.items()
+                               if isinstance(v, str | int | float | bool))
+            self.console.print(f"fit {type(self.model).__name__}: {chosen}", highlight=False,
+                               soft_wrap=True)
         self.history = [record]
         self.train_seconds = seconds
         self.best_epoch = 0
@@ -277,7 +289,8 @@ class Trainer:
             cb.on_epoch_end(self, 0, record)
             cb.on_train_end(self)
         return TrainResult(best_epoch=0, best_metric=self.best_metric, epochs_run=0,
-                           stopped_early=False, train_seconds=seconds, history=self.history)
+                           stopped_early=False, train_seconds=seconds, history=self.history,
+                           fit=report)
 
     # ------------------------------------------------------------------ loop
     def _setup_optim(self) -> None:
