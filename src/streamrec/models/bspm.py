@@ -67,11 +67,9 @@ from streamrec.common import at_least, one_of
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import ModelConfig, Recommender
 from streamrec.models.chebycf import (
-    HistoryRows,
     ItemGraph,
     check_memory,
     passband,
-    score_in_batches,
 )
 from streamrec.models.gfcf import normalized_rating_matrix
 from streamrec.models.spectral_auto import AutoSpectral, auto_or_at_least
@@ -240,7 +238,6 @@ class BSPM(AutoSpectral, Recommender):
         #: ``sharpen_time`` and ``beta`` (0-d float64), V_kᵀ [k, n_items] and the singular
         #: values σ [k] of R̃ (computed, and k and the weights chosen, by ``fit``: AutoSpectral)
         self._register_spectral()
-        self._rows = HistoryRows()
         self._w_t: Tensor | None = None  # H(D^½ V_kmax)ᵀ during the search
 
     def effective_config(self) -> BSPMConfig:
@@ -264,7 +261,7 @@ class BSPM(AutoSpectral, Recommender):
         """``d x/dt`` of sharpening, [n_items, B]: ``−P̃ x``."""
         return -self.graph(x)
 
-    def process(self, x: Tensor) -> Tensor:
+    def apply_filter(self, x: Tensor) -> Tensor:
         """BSPM applied to history signals ``x`` [n_items, B] (one column per user); float32
         [n_items, B]. The ideal process runs on all columns at once, blurring and sharpening
         on ``graph_batch`` columns at a time."""
@@ -278,15 +275,6 @@ class BSPM(AutoSpectral, Recommender):
             out[:, cols] = blur_sharpen(x[:, cols].contiguous(), self._blur, self._sharpen, c,
                                         None if smooth is None else smooth[:, cols])
         return out
-
-    @torch.no_grad()
-    def score(self, users: Tensor, history: Dataset) -> Tensor:
-        ids = users.cpu().numpy()
-        rows = self._rows(ids, history)
-        cached = self._score_rows(ids, rows)  # during fit's search of k = "auto" only
-        if cached is None:
-            cached = score_in_batches(self.process, rows, self.config.batch_users, self.n_items)
-        return cached.to(users.device)
 
     # the search of k = "auto" (AutoSpectral): BSPM = F(x) + β H(q0 x + (1 − q0) M_k x)
     def _merged(self, y: Tensor) -> Tensor:

@@ -74,10 +74,10 @@ from streamrec.models.ease import ModelMemoryError, available_memory
 from streamrec.models.gfcf import _torch_csr, normalized_rating_matrix
 from streamrec.models.spectral_auto import AutoSpectral, auto_or_at_least
 
-__all__ = ["ChebyCF", "ChebyCFConfig", "HistoryRows", "ItemGraph", "ModelMemoryError",
+__all__ = ["ChebyCF", "ChebyCFConfig", "ItemGraph", "ModelMemoryError",
            "capped_k", "check_memory", "chebyshev_coefficients", "chebyshev_extrema",
            "chebyshev_filter", "chebyshev_nodes", "frequency_response", "ideal_basis",
-           "passband", "plateau", "score_in_batches", "spectral_memory_bytes", "target_values"]
+           "passband", "plateau", "spectral_memory_bytes", "target_values"]
 
 #: a dense SVD is used (``svd=auto``) when ``R̃`` has at most this many entries
 DENSE_SVD_ENTRIES = 2**24
@@ -347,31 +347,6 @@ def target_values(order: int, flatness: float, target: str) -> np.ndarray:
     return plateau(points, flatness)
 
 
-class HistoryRows:
-    """The binary history rows of one scoring dataset, cached by dataset object."""
-
-    def __init__(self) -> None:
-        self._data: tuple[Dataset, sp.csr_matrix] | None = None
-
-    def __call__(self, users: np.ndarray, history: Dataset) -> sp.csr_matrix:
-        """Rows [len(users), n_items] (CSR, float32) of ``users`` in ``history``."""
-        if self._data is None or self._data[0] is not history:
-            self._data = (history, sp.csr_matrix(history.csr(), dtype=np.float32))
-        return self._data[1][users]
-
-
-def score_in_batches(apply: Callable[[Tensor], Tensor], rows: sp.csr_matrix, batch_users: int,
-                     n_items: int) -> Tensor:
-    """Scores float32 [B, n_items] of history ``rows`` [B, n_items] (CSR) through
-    ``apply: x [n_items, b] -> [n_items, b]`` (one column per user), ``batch_users`` rows at
-    a time."""
-    out = torch.empty(rows.shape[0], n_items)
-    for s in range(0, rows.shape[0], batch_users):
-        x = torch.from_numpy(np.ascontiguousarray(rows[s : s + batch_users].toarray().T))
-        out[s : s + batch_users] = apply(x).T
-    return out
-
-
 class ChebyCF(AutoSpectral, Recommender):
     """ChebyCF: Chebyshev-interpolated plateau filter + ideal low-pass, degree-normalised."""
 
@@ -400,7 +375,6 @@ class ChebyCF(AutoSpectral, Recommender):
         #: ``beta`` and ``alpha`` (0-d float64), V_ηᵀ [k, n_items] and the singular values σ
         #: [k] of R̃ (computed, and k, beta and alpha chosen, by ``fit``: AutoSpectral)
         self._register_spectral()
-        self._rows = HistoryRows()
 
     def degree_norms(self) -> tuple[Tensor, Tensor]:
         """``(D^-β, D^β)`` float32 [n_items] for the current ``beta`` (0 for items without
@@ -415,7 +389,7 @@ class ChebyCF(AutoSpectral, Recommender):
                               torch.as_tensor(post, dtype=torch.float32))
         return self._norms_of[1], self._norms_of[2]
 
-    def filter(self, x: Tensor) -> Tensor:
+    def apply_filter(self, x: Tensor) -> Tensor:
         """The filter applied to item signals ``x`` [n_items, B] (one column per user):
         ``D^β (h(L̃) + α V Vᵀ) D^-β x``, float32 [n_items, B]; the Chebyshev recurrence runs
         on ``graph_batch`` columns at a time, the ideal term on all of them at once."""
@@ -431,15 +405,6 @@ class ChebyCF(AutoSpectral, Recommender):
             out.add_(vt.T @ (vt @ x), alpha=float(self.alpha))
         out *= post[:, None]
         return out
-
-    @torch.no_grad()
-    def score(self, users: Tensor, history: Dataset) -> Tensor:
-        ids = users.cpu().numpy()
-        rows = self._rows(ids, history)
-        cached = self._score_rows(ids, rows)  # during fit's search of k = "auto" only
-        if cached is None:
-            cached = score_in_batches(self.filter, rows, self.config.batch_users, self.n_items)
-        return cached.to(users.device)
 
     # the search of k = "auto" (AutoSpectral): the Chebyshev term is cached per user and β
     def _cached_parts(self, x: Tensor) -> tuple[Tensor]:

@@ -111,6 +111,31 @@ def _row_key(users: np.ndarray, rows: sp.csr_matrix) -> bytes:
     return h.digest()
 
 
+class HistoryRows:
+    """The binary history rows of one scoring dataset, cached by dataset object."""
+
+    def __init__(self) -> None:
+        self._data: tuple[Dataset, sp.csr_matrix] | None = None
+
+    def __call__(self, users: np.ndarray, history: Dataset) -> sp.csr_matrix:
+        """Rows [len(users), n_items] (CSR, float32) of ``users`` in ``history``."""
+        if self._data is None or self._data[0] is not history:
+            self._data = (history, sp.csr_matrix(history.csr(), dtype=np.float32))
+        return self._data[1][users]
+
+
+def score_in_batches(apply: Callable[[Tensor], Tensor], rows: sp.csr_matrix, batch_users: int,
+                     n_items: int) -> Tensor:
+    """Scores float32 [B, n_items] of history ``rows`` [B, n_items] (CSR) through
+    ``apply: x [n_items, b] -> [n_items, b]`` (one column per user), ``batch_users`` rows at
+    a time."""
+    out = torch.empty(rows.shape[0], n_items)
+    for s in range(0, rows.shape[0], batch_users):
+        x = torch.from_numpy(np.ascontiguousarray(rows[s : s + batch_users].toarray().T))
+        out[s : s + batch_users] = apply(x).T
+    return out
+
+
 class AutoSpectral:
     """Mixin of ``chebycf`` and ``bspm``: the ideal basis whose size ``fit`` chooses, the
     weights chosen with it, the search (module docstring) and its report.
@@ -119,7 +144,8 @@ class AutoSpectral:
     memory guard with :meth:`guard_k_and_rows`, then :meth:`_register_spectral` (the weight
     buffers, ``vt`` [k, n_items] and ``singular_values`` [k]); it keeps ``R̃`` as
     ``self._r_norm``, reads ``self.k`` (rows of ``vt``) and the weights from their buffers
-    (``float(self.alpha)``), calls :meth:`_score_rows` first in ``score``, and implements:
+    (``float(self.alpha)``), and implements :meth:`apply_filter` (the mixin's ``score`` runs it on
+    batches of history rows, after :meth:`_score_rows` during the search), and:
 
     * :meth:`_cached_parts` ``x [n_items, b] -> tuple of [n_items, b]``: what its scores need
       that depends on neither ``k`` nor the inner weights;
@@ -128,6 +154,23 @@ class AutoSpectral:
     * :meth:`_combine` ``(parts, ideal, x) -> scores [B, n_items]`` with the current weights;
     * optionally :meth:`_prepare_search` (called after every change of an outer weight).
     """
+
+    def apply_filter(self, x: Tensor) -> Tensor:
+        """The model's filter on item signals ``x`` float32 [n_items, b] (one column per
+        user): scores [n_items, b]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, users: Tensor, history: Dataset) -> Tensor:
+        """Scores float32 [B, n_items] of internal ``users`` [B] from their rows in
+        ``history``, ``batch_users`` users at a time through :meth:`apply_filter`."""
+        ids = users.cpu().numpy()
+        rows = self._rows(ids, history)
+        cached = self._score_rows(ids, rows)  # during fit's search of k = "auto" only
+        if cached is None:
+            cached = score_in_batches(self.apply_filter, rows, self.config.batch_users,
+                                      self.n_items)
+        return cached.to(users.device)
 
     #: the paper's k (the rule's upper bound)
     PAPER_K: ClassVar[int]
@@ -157,6 +200,7 @@ class AutoSpectral:
         self._k_fixed = None if k == AUTO else max(0, min(int(k), min(self._dims) - 1))
         self._cache: dict[bytes, dict[str, Any]] | None = None
         self._report: dict[str, Any] = {}
+        self._rows = HistoryRows()
 
     def _register_spectral(self) -> None:
         """Register the weight buffers (the paper's value for ``"auto"`` until ``fit``) and the
