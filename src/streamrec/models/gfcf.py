@@ -73,13 +73,20 @@ def normalized_rating_matrix(r: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]
 
 
 def _torch_csr(m: sp.spmatrix) -> Tensor:
+    """``m`` as a torch CSR tensor (float32; scipy built it, so its invariants hold and are not
+    checked again; torch's notice that CSR support is in beta is not a user's concern)."""
+    import warnings
+
     m = sp.csr_matrix(m)
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(m.indptr.astype(np.int64)),
-        torch.from_numpy(m.indices.astype(np.int64)),
-        torch.from_numpy(m.data.astype(np.float32)),
-        size=m.shape,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr.astype(np.int64)),
+            torch.from_numpy(m.indices.astype(np.int64)),
+            torch.from_numpy(m.data.astype(np.float32)),
+            size=m.shape,
+            check_invariants=False,
+        )
 
 
 class GFCF(Recommender):
