@@ -54,7 +54,7 @@ from torch.func import functional_call
 from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import ModelConfig, Recommender
-from streamrec.models.rows import RowsCache, UserRows, active_users, user_batches
+from streamrec.models.rows import UserBatches, user_batches
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 SCHEMES = ("zp", "zr", "pm", "none")
@@ -132,7 +132,7 @@ def half_l2(module: nn.Module) -> Tensor:
     return sum(p.pow(2).sum() for p in module.parameters()) / 2
 
 
-class CFGAN(Recommender):
+class CFGAN(UserBatches, Recommender):
     """CFGAN: a generator of purchase vectors and a discriminator, trained in turn."""
 
     name = "cfgan"
@@ -148,9 +148,7 @@ class CFGAN(Recommender):
         self.generator = mlp([n + config.noise_dim, *config.g_hidden, n], config.activation)
         #: D: [r, c] [B, 2 n_items] -> the logit [B, 1] that r is c's real vector
         self.discriminator = mlp([2 * n, *config.d_hidden, 1], config.activation)
-        self._users = active_users(train)
-        self._rows = RowsCache()
-        self._train_rows: UserRows | None = None
+        self._init_user_batches(train)
         self._logs: dict[str, list[Tensor]] = {}
 
     # ---------------------------------------------------------------- the players
@@ -180,7 +178,7 @@ class CFGAN(Recommender):
     # ---------------------------------------------------------------- training
     def batches(self, train: Dataset, batch_size: int, rng: np.random.Generator) -> Iterator[
             GanBatch]:
-        self._train_rows = self._rows.get("train", train, self.device)
+        self._train_user_rows = self._rows.get("train", train, self.device)
         for player, passes in (("D", self.config.d_steps), ("G", self.config.g_steps)):
             for _ in range(passes):
                 for users in user_batches(self._users, batch_size, rng):
@@ -194,10 +192,8 @@ class CFGAN(Recommender):
         self._logs = {}
 
     def loss(self, batch: GanBatch) -> Tensor:
-        if self._train_rows is None:
-            raise RuntimeError("call batches(train, ...) before loss(batch)")
         cfg = self.config
-        c = self._train_rows(batch.users)
+        c = self.train_rows(batch.users)
         mask = c  # e_u: the purchased items, plus the PM negatives k_u
         if cfg.scheme in ("pm", "zp"):
             mask = c + self._negatives(c, cfg.pm_ratio)
@@ -243,4 +239,4 @@ class CFGAN(Recommender):
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
     def score(self, users: Tensor, history: Dataset) -> Tensor:
-        return self.generate(self._rows.get("history", history, self.device)(users))
+        return self.generate(self.history_rows(users, history))

@@ -39,7 +39,7 @@ user permutation.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,7 +51,7 @@ from streamrec.common import at_least, in_range
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import ModelConfig, Recommender
 from streamrec.models.multvae import as_counts, draw_without_replacement
-from streamrec.models.rows import RowsCache, UserRows, active_users, user_batches
+from streamrec.models.rows import UserBatches
 
 
 # ============================================================================ the diffusion
@@ -358,7 +358,7 @@ class DiffRecConfig(DiffusionOptions):
         return [*problems, *in_range("dropout", self.dropout, 0, 1, high_open=True)]
 
 
-class DiffRec(Recommender):
+class DiffRec(UserBatches, Recommender):
     """DiffRec: an MLP denoiser of the users' interaction vectors under Gaussian diffusion."""
 
     name = "diffrec"
@@ -375,28 +375,16 @@ class DiffRec(Recommender):
         self.sampler = StepSampler(config.steps) if config.importance_sampling else None
         self.denoiser = Denoiser(train.n_items, list(config.hidden), config.time_dim,
                                  config.dropout, config.normalize)
-        self._users = active_users(train)
-        self._rows = RowsCache()
-        self._train_rows: UserRows | None = None
-
-    def batches(self, train: Dataset, batch_size: int, rng: np.random.Generator) -> Iterator[
-            np.ndarray]:
-        self._train_rows = self._rows.get("train", train, self.device)
-        yield from user_batches(self._users, batch_size, rng)
-
-    def num_batches(self, train: Dataset, batch_size: int) -> int:
-        return max(1, -(-len(self._users) // batch_size))
+        self._init_user_batches(train)
 
     def loss(self, batch: Tensor) -> Tensor:
-        if self._train_rows is None:
-            raise RuntimeError("call batches(train, ...) before loss(batch)")
         loss, _ = diffusion_loss(self.diffusion, self.sampler, self.denoiser,
-                                 self._train_rows(batch), self.config.reweight)
+                                 self.train_rows(batch), self.config.reweight)
         return loss
 
     @torch.no_grad()
     def score(self, users: Tensor, history: Dataset) -> Tensor:
-        x0 = self._rows.get("history", history, self.device)(users)
+        x0 = self.history_rows(users, history)
         return self.diffusion.reverse(self.denoiser, x0, self.config.sampling_steps,
                                       self.config.sampling_noise, self._generator())
 

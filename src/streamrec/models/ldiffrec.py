@@ -34,7 +34,6 @@ with one learning rate for the autoencoder and the denoiser (the authors use 5e-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,7 +47,7 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.base import Recommender
 from streamrec.models.diffrec import Denoiser, DiffusionOptions, StepSampler, diffusion_loss
 from streamrec.models.multvae import as_counts, draw_without_replacement
-from streamrec.models.rows import RowsCache, UserRows, active_users, user_batches
+from streamrec.models.rows import UserBatches
 
 
 @dataclass
@@ -122,7 +121,7 @@ def item_clusters(train: Dataset, n_clusters: int, svd_dim: int, seed: int) -> n
     return labels.astype(np.int64)
 
 
-class LDiffRec(Recommender):
+class LDiffRec(UserBatches, Recommender):
     """L-DiffRec: per-group variational encoders, latent diffusion, a linear decoder."""
 
     name = "l-diffrec"
@@ -158,9 +157,7 @@ class LDiffRec(Recommender):
         #: optimizer steps taken (for the KL annealing; saved, so a resumed run continues it)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._epoch = 0
-        self._users = active_users(train)
-        self._rows = RowsCache()
-        self._train_rows: UserRows | None = None
+        self._init_user_batches(train)
 
     def group_items(self) -> list[Tensor]:
         """The items int64 [|I_c|] of every group ``c``."""
@@ -180,22 +177,12 @@ class LDiffRec(Recommender):
         return z, mu, logvar
 
     # ---------------------------------------------------------------- training
-    def batches(self, train: Dataset, batch_size: int, rng: np.random.Generator) -> Iterator[
-            np.ndarray]:
-        self._train_rows = self._rows.get("train", train, self.device)
-        yield from user_batches(self._users, batch_size, rng)
-
-    def num_batches(self, train: Dataset, batch_size: int) -> int:
-        return max(1, -(-len(self._users) // batch_size))
-
     def on_epoch_start(self, epoch: int) -> None:
         self._epoch = epoch
 
     def loss(self, batch: Tensor) -> Tensor:
-        if self._train_rows is None:
-            raise RuntimeError("call batches(train, ...) before loss(batch)")
         cfg = self.config
-        x = self._train_rows(batch)
+        x = self.train_rows(batch)
         z, mu, logvar = self.encode(x)
         diff, z_hat = diffusion_loss(self.diffusion, self.sampler, self.denoiser, z,
                                      cfg.reweight)
@@ -214,7 +201,7 @@ class LDiffRec(Recommender):
     # ---------------------------------------------------------------- scoring
     @torch.no_grad()
     def score(self, users: Tensor, history: Dataset) -> Tensor:
-        x = self._rows.get("history", history, self.device)(users)
+        x = self.history_rows(users, history)
         _, mu, _ = self.encode(x)
         generator = None
         if self.config.sampling_steps or self.config.sampling_noise:

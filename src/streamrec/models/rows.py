@@ -88,6 +88,38 @@ class RowsCache:
         return self._slots[slot]
 
 
+class UserBatches:
+    """Mixin of the models that train on whole users' rows (DiffRec, L-DiffRec, CFGAN): an
+    epoch is the users with a training history, shuffled, in batches of users (int64 [b]);
+    :meth:`train_rows` gives a batch's training rows and :meth:`history_rows` the rows a
+    score reads, dense float32 [b, n_items] on the model's device.
+
+    The model calls :meth:`_init_user_batches` in its constructor."""
+
+    def _init_user_batches(self, train: Dataset) -> None:
+        self._users = active_users(train)
+        self._rows = RowsCache()
+        self._train_user_rows: UserRows | None = None
+
+    def batches(self, train: Dataset, batch_size: int,
+                rng: np.random.Generator) -> Iterator[np.ndarray]:
+        self._train_user_rows = self._rows.get("train", train, self.device)
+        yield from user_batches(self._users, batch_size, rng)
+
+    def num_batches(self, train: Dataset, batch_size: int) -> int:
+        return max(1, -(-len(self._users) // batch_size))
+
+    def train_rows(self, users: Tensor) -> Tensor:
+        """Training rows float32 [b, n_items] of ``users`` (a batch of :meth:`batches`)."""
+        if self._train_user_rows is None:
+            raise RuntimeError("call batches(train, ...) before loss(batch)")
+        return self._train_user_rows(users)
+
+    def history_rows(self, users: Tensor, history: Dataset) -> Tensor:
+        """Rows float32 [b, n_items] of internal ``users`` in ``history``."""
+        return self._rows.get("history", history, self.device)(users)
+
+
 def active_users(train: Dataset) -> np.ndarray:
     """Internal ids int64 [U] of the users with at least one training interaction."""
     return np.flatnonzero(train.user_counts() > 0).astype(np.int64)
