@@ -15,9 +15,10 @@ smaller one; ``--set l2=...`` it on validation.
 
 **Memory.** ``B`` is a dense ``n_items²`` matrix: ``4 n²`` bytes in float32 (6.7 GB for the
 41k items of Gowalla), twice that in float64. Here the Gram matrix, its Cholesky factor, the
-inverse ``P`` and ``B`` are computed one after the other **in the same buffer** (LAPACK
-``potrf`` + ``potri`` in place), so building ``B`` needs one dense matrix, not the usual three;
-the run machinery copies it once more when it saves or loads the weights. The constructor
+inverse ``P`` and ``B`` are computed one after the other **in the same buffer** (torch's
+LAPACK Cholesky and ``cholesky_inverse``), so building ``B`` needs two dense matrices at its
+peak (the factorisation works on one copy), not the usual four; the run machinery copies ``B``
+once more when it saves or loads the weights. The constructor
 checks this bound (:func:`ease_memory_bytes`) against the available memory
 (:func:`available_memory`) **before anything is allocated**, and refuses with a one-line
 :class:`ModelMemoryError` naming what is needed, what is available and what to do.
@@ -40,7 +41,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.linalg import lapack
 from torch import Tensor
 
 from streamrec.common import at_least, one_of
@@ -145,7 +145,7 @@ def ease_weights(x: sp.spmatrix, l2: float, out: np.ndarray) -> np.ndarray:
     x: sparse [n_users, n_items] (binary, or any non-negative weights).
     out: C-contiguous float32/float64 [n_items, n_items]; it holds, in turn, ``XᵀX + λI``,
         its Cholesky factor, the inverse ``P`` and ``B = I − P diagMat(1 / diag P)`` — the
-        only dense matrix this needs. Returned.
+        only dense matrix this needs besides the copy the factorisation works on. Returned.
     """
     n = x.shape[1]
     if out.shape != (n, n) or not out.flags.c_contiguous:
@@ -158,25 +158,15 @@ def ease_weights(x: sp.spmatrix, l2: float, out: np.ndarray) -> np.ndarray:
         block[:] = 0
         (xt[i0 : i0 + step] @ x).toarray(out=block)
     out.flat[:: n + 1] += l2
-    # out is symmetric, so its transpose (a Fortran-ordered view of the same memory) is the
-    # matrix too: LAPACK factors and inverts it in place. Upper triangle of the Fortran view
-    # = lower triangle of `out`.
-    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (out,))
-    fview = out.T
-    c, info = potrf(fview, lower=0, clean=0, overwrite_a=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"XᵀX + λI is not positive definite (potrf info {info})")
-    p, info = potri(c, lower=0, overwrite_c=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"inverting XᵀX + λI failed (potri info {info})")
-    if not np.shares_memory(p, out):  # LAPACK wrappers copy only when the layout is wrong
-        out[:] = p.T
-    # P's lower triangle is valid: mirror it to the upper one, a block of columns at a time
-    for j0 in range(0, n, step):
-        j1 = min(n, j0 + step)
-        out[:j0, j0:j1] = out[j0:j1, :j0].T
-        diag_block = out[j0:j1, j0:j1]
-        diag_block[:] = np.tril(diag_block) + np.tril(diag_block, -1).T
+    # Cholesky factor, then the inverse from it, both written back into `out` by torch's
+    # LAPACK (scipy's bundled LAPACK crashed in potrf on Gowalla's 41k x 41k matrix).
+    a = torch.from_numpy(out)
+    info = torch.empty((), dtype=torch.int32)
+    torch.linalg.cholesky_ex(a, out=(a, info))
+    if int(info) != 0:
+        raise np.linalg.LinAlgError(
+            f"XᵀX + λI is not positive definite (cholesky info {int(info)})")
+    torch.cholesky_inverse(a, out=a)  # P = (XᵀX + λI)⁻¹, symmetric, in place
     scale = -1.0 / out.diagonal().copy()  # B_ij = −P_ij / P_jj
     for i0 in range(0, n, step):
         out[i0 : i0 + step] *= scale
