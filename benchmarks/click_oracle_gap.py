@@ -240,7 +240,7 @@ def main() -> None:
         "m0_300k": small_rows,
         "feature_bound_auc_300k": small_bound,
         "movielens_100k": ml_rows,
-    }, table)
+    }, table, history="click")
 
 
 if __name__ == "__main__":

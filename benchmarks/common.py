@@ -37,10 +37,35 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, payload: dict[str, Any], table: str) -> Path:
-    """Write ``results/NAME.json`` and ``results/NAME.md`` (the short table); print the table."""
+#: the test-stage history protocols a benchmark names (``docs/evaluation.md``): key -> line
+HISTORY = {
+    "train+valid": "the test stage reads the training + validation history (StreamRec's "
+                   "default, `--test-history train+valid`); training + validation items "
+                   "masked; averaged over the users with test items",
+    "no-valid": "the split has no validation part: the test stage reads the training history "
+                "(the published protocol); training items masked; averaged over the users "
+                "with test items",
+    "recbole": "the test stage reads the training history only (`--test-history train`), the "
+               "history RecBole's general models read (docs/evaluation.md); training + "
+               "validation items masked; averaged over the users with test items, as RecBole",
+    "click": "no ranking: click prediction judged on held-out impressions (no history "
+             "protocol)",
+    "none": "no held-out evaluation (timings only)",
+}
+
+
+def write_result(name: str, payload: dict[str, Any], table: str,
+                 history: str | None = None) -> Path:
+    """Write ``results/NAME.json`` and ``results/NAME.md`` (the short table); print the table.
+
+    ``history``: a key of :data:`HISTORY` (or a line of its own): the test-stage history
+    protocol, added to the payload (``history_protocol``) and as the table's last line."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine(), **payload}
+    if history is not None:
+        line = HISTORY.get(history, history)
+        payload["history_protocol"] = line
+        table = table.rstrip() + f"\n\nTest-stage protocol: {line}.\n"
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(payload, indent=2, default=str))
     (RESULTS / f"{name}.md").write_text(table.rstrip() + "\n")

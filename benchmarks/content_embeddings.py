@@ -677,7 +677,7 @@ def main() -> None:
         },
         "results": results,
     }
-    write_result(name, payload, table)
+    write_result(name, payload, table, history="train+valid")
     plot(results, RESULTS / f"{name}.png")
 
 

@@ -228,7 +228,7 @@ def main() -> None:
             "curve_plot": plot.name if curves else None,
         },
         "rows": rows,
-    }, table(rows))
+    }, table(rows), history="train+valid")
 
 
 if __name__ == "__main__":

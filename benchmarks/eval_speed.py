@@ -77,6 +77,7 @@ def main() -> None:
             "meets_target": median < 2.0,
         },
         table,
+        history="train+valid",
     )
 
 

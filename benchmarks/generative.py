@@ -214,7 +214,7 @@ def worker(spec_file: str, out_file: str) -> None:
         out = spec["out"] if len(points) == 1 else None
         r = train_run(spec["model"], spec["data"], out, overrides=[*spec["overrides"], *point],
                       overwrite=True, progress=False, console=Console(stderr=True),
-                      callbacks=[log])
+                      callbacks=[log], test_history=spec.get("test_history", "train+valid"))
         res = r.results
         row = {
             "model": spec["model"],
@@ -267,12 +267,14 @@ def overrides_for(name: str, base: list[str], ctx: Context) -> list[str]:
 
 def run_model(name: str, data: Path, overrides: list[str], ctx: Context,
               grid: dict[str, list[Any]] | None = None, out: Path | None = None,
-              ) -> dict[str, Any]:
-    """Train and evaluate ``name`` on ``data`` in a child process; its results + process."""
+              test_history: str = "train+valid") -> dict[str, Any]:
+    """Train and evaluate ``name`` on ``data`` in a child process; its results + process.
+    ``test_history``: the history its test stage reads (``train+valid`` or ``train``)."""
     tag = f"{data.name}-{name}-{len(list(ctx.tmp.glob('spec-*')))}"
     spec_file, result_file = ctx.tmp / f"spec-{tag}.json", ctx.tmp / f"result-{tag}.json"
     spec_file.write_text(json.dumps({"model": name, "data": str(data), "overrides": overrides,
-                                     "grid": grid, "out": str(out) if out else None}))
+                                     "grid": grid, "out": str(out) if out else None,
+                                     "test_history": test_history}))
     shown = " ".join(overrides) or "defaults"
     if grid:
         shown += f"; grid {grid}"
@@ -528,8 +530,12 @@ def part_gowalla(args: argparse.Namespace, ctx: Context) -> None:
     }
     table = (gowalla_table(rows, targets) + "".join(f"\n\n*{n}*" for n in notes)
              + "\n\nProtocol:\n\n" + protocol_text(protocol) + "\n\n" + machine_line())
+    history = ("the test stage reads training + the held-out validation item (`--test-history "
+               "train+valid`), i.e. the whole training file as in the published protocol; "
+               "training + validation items masked; averaged over the users with test items"
+               if ctx.gowalla_valid == "holdout" else "no-valid")
     write_result(name_out, {"protocol": protocol, "bars": BARS, "targets": targets,
-                            "notes": notes, "results": rows}, table)
+                            "notes": notes, "results": rows}, table, history=history)
     partial.unlink(missing_ok=True)
 
 
@@ -624,7 +630,9 @@ def part_small(args: argparse.Namespace, ctx: Context) -> None:
         for name in models:
             grid = {"l2": EASE_GRID[data_name]} if name == "ease" else None
             out = ctx.work / data_name / "runs" / name if name in SAMPLERS else None
-            rows[name] = run_model(name, data, overrides_for(name, [], ctx), ctx, grid, out)
+            # the test stage reads the training history, as RecBole's MultiVAE does
+            rows[name] = run_model(name, data, overrides_for(name, [], ctx), ctx, grid, out,
+                                   test_history="train")
             common.RESULTS.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps({**blocks, data_name: rows}, indent=2, default=str))
         peer = run_peer(data, data_name, ctx)
@@ -653,10 +661,13 @@ def part_small(args: argparse.Namespace, ctx: Context) -> None:
                    "files from export_recbole), validation NDCG@20 every epoch, patience 10, "
                    f"at most {ctx.peer_epochs} epochs; RecBole masks train + validation items "
                    "at test time as StreamRec does; its time = train + validation seconds",
+        "history": "StreamRec's test stage reads the training history only (--test-history "
+                   "train): the history RecBole's MultiVAE reads (AutoEncoderMixin's "
+                   "history_item_matrix of the training split; docs/evaluation.md)",
     }
     table = ("\n\n".join(small_table(n, b) for n, b in blocks.items())
              + "\n\nProtocol:\n\n" + protocol_text(protocol) + "\n\n" + machine_line())
-    write_result(name_out, {"protocol": protocol, "results": blocks}, table)
+    write_result(name_out, {"protocol": protocol, "results": blocks}, table, history="recbole")
     partial.unlink(missing_ok=True)
 
 
@@ -984,7 +995,9 @@ def part_synthetic(args: argparse.Namespace, ctx: Context) -> None:
     }
     table = (synthetic_table(block) + f"\n\n![real against synthetic users]({png.name})\n\n"
              "Protocol:\n\n" + protocol_text(protocol) + "\n\n" + machine_line())
-    write_result(name_out, {"protocol": protocol, "results": block, "plot": png.name}, table)
+    write_result(name_out, {"protocol": protocol, "results": block, "plot": png.name}, table,
+                 history="no held-out ranking evaluation (generated users compared with real "
+                         "ones)")
 
 
 # ============================================================================ main

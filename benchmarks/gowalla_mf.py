@@ -86,6 +86,7 @@ def main() -> None:
             "curve": curve.points,
         },
         table,
+        history="no-valid",
     )
 
 

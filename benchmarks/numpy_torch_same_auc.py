@@ -103,7 +103,7 @@ def main() -> None:
         "torch": {"test": t_test, "valid_auc_per_epoch": t_valid, "seconds": t_seconds},
         "test_auc_abs_diff": diff,
         "max_valid_auc_abs_diff": float(np.max(np.abs(np.subtract(np_valid, t_valid)))),
-    }, table)
+    }, table, history="click")
 
 
 if __name__ == "__main__":

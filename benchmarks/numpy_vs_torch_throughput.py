@@ -128,7 +128,7 @@ def main() -> None:
         },
         "results": rows,
         "min_ratio": min(r["ratio"] for r in rows),
-    }, table)
+    }, table, history="none")
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, n_train: int) -
             "threads": args.threads,
         },
         "results": rows,
-    }, table)
+    }, table, history="click")
 
 
 def main() -> None:

@@ -117,7 +117,7 @@ def main() -> None:
                       "sample), final user embeddings",
     }
     write_result(args.name, {"protocol": protocol, "rows": rows, "png": png.name},
-                 "\n".join(lines) + f"\n\n![over-smoothing]({png.name})\n")
+                 "\n".join(lines) + f"\n\n![over-smoothing]({png.name})\n", history="train+valid")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

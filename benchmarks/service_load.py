@@ -424,7 +424,7 @@ def main() -> None:
              "system p95 = the server's own time in the system (retrieve -> filter -> rank -> "
              "re-rank, per batch) per recommendation.")
     write_result("service_load", {"systems": results, "notes": notes},
-                 table(results) + "\n\n" + notes)
+                 table(results) + "\n\n" + notes, history="none")
 
 
 if __name__ == "__main__":

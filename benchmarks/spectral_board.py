@@ -79,7 +79,7 @@ from streamrec.models.spectral_auto import AutoSpectral
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, write_result  # noqa: E402
+from common import HISTORY, RESULTS, write_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
@@ -446,7 +446,9 @@ def main() -> None:
                "results": results,
                "lightgcn": lightgcn, "total_seconds": time.perf_counter() - t0,
                "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    write_result(name, payload, "\n".join(parts))
+    write_result(name, payload, "\n".join(parts),
+                 history=f"Gowalla: {HISTORY['no-valid']}; the other data sets: "
+                         f"{HISTORY['train+valid']}")
     partial.unlink(missing_ok=True)
 
 

@@ -314,7 +314,7 @@ def report() -> None:
         res = json.loads(f.read_text())
         payload["latency200k"] = res
         parts.append(f"**{res['data']}**\n\n" + latency_table(res["latency"]))
-    write_result("system", payload, "\n\n".join(parts))
+    write_result("system", payload, "\n\n".join(parts), history="train+valid")
 
 
 def main() -> None:
@@ -329,10 +329,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "run":
         res = run(args.data, args.fresh, args.rebuild)
-        write_result(f"system_{args.data}", res, table(args.data, res))
+        write_result(f"system_{args.data}", res, table(args.data, res), history="train+valid")
     elif args.cmd == "latency200k":
         res = latency200k()
-        write_result("system_latency200k", res, latency_table(res["latency"]))
+        write_result("system_latency200k", res, latency_table(res["latency"]), history="none")
     else:
         report()
 

@@ -275,7 +275,7 @@ def report() -> None:
         lines.append("")
     lines.append("Protocol: see `benchmarks/two_tower.py` (and the JSON); one torch thread, "
                  "2-core CPU shared with other work.")  # fmt: skip
-    write_result("two_tower", payload, "\n".join(lines))
+    write_result("two_tower", payload, "\n".join(lines), history="train+valid")
 
 
 def main() -> None:

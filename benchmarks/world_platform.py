@@ -132,6 +132,7 @@ def main() -> None:
             "results": rows,
         },
         "\n".join(lines),
+        history="none",
     )
 
 

@@ -372,6 +372,13 @@ def models() -> None:
         typer.echo(name)
 
 
+_TEST_HISTORY_HELP = ("What the model reads as history at the test stage: train+valid, or "
+                      "train (the published protocol of most papers and of RecBole); the "
+                      "masking stays train + valid.")
+_AVERAGE_HELP = ("Average metrics over users-with-test (the users with held-out items), or "
+                 "all-users (users without held-out items count as 0).")
+
+
 @app.command()
 def train(
     model: str = typer.Argument(..., help="Model name (see `streamrec models`)."),
@@ -387,12 +394,16 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run in --out if there is one."),
     k: str = typer.Option("10,20", help="Cut-offs for the final evaluation."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    test_history: str = typer.Option("train+valid", help=_TEST_HISTORY_HELP),
+    average: str = typer.Option("users-with-test", help=_AVERAGE_HELP),
 ) -> None:
     """Train a model on a dataset; evaluate it on the validation and test parts."""
+    from streamrec.eval.evaluator import protocol_note
     from streamrec.run import train_run
 
     run = train_run(model, data, out, config, set_, resume=resume, overwrite=overwrite,
-                    ks=_parse_ks(k), progress=not quiet, console=_console())
+                    ks=_parse_ks(k), progress=not quiet, console=_console(),
+                    test_history=test_history, average=average)
     test = run.results.get("test") or run.results.get("valid")
     if test:
         stage = "test" if "test" in run.results else "valid"
@@ -401,7 +412,7 @@ def train(
             for k, v in test["metrics"].items()
             if k.split("@")[0] in ("recall", "ndcg", "auc", "logloss", "oracle_auc")
         )
-        _console().print(f"{stage}: {shown}  ({test['evaluation']})")
+        _console().print(f"{stage}: {shown}  ({protocol_note(test)})")
     _console().print(f"run written to [bold]{out}[/] in {run.results['train_seconds']:.1f}s")
 
 
@@ -416,16 +427,21 @@ def evaluate(
     ),
     data: Path | None = typer.Option(None, help="Dataset directory, if it moved."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    test_history: str = typer.Option("train+valid", help=_TEST_HISTORY_HELP),
+    average: str = typer.Option("users-with-test", help=_AVERAGE_HELP),
 ) -> None:
     """Evaluate a run or a system: full ranking (training items masked), or AUC / log-loss for
     click models."""
+    from streamrec.eval.evaluator import check_protocol, protocol_note
+
     if split not in ("valid", "test"):
         _fail(f"--split must be valid or test, got {split!r}")
     _positive("--sampled", sampled)
+    check_protocol(test_history, average)
     ks = _parse_ks(k)
     r = _load(run, data, device)
     _note_unfinished(r)
-    result = r.evaluate(split, ks, sampled=sampled)
+    result = r.evaluate(split, ks, sampled=sampled, test_history=test_history, average=average)
     result["run"] = str(run)
     result["run_finished"] = r.finished
     if as_json:
@@ -441,6 +457,7 @@ def evaluate(
     for name, value in result["metrics"].items():
         table.add_row(name, f"{value:.4f}")
     _console().print(table)
+    _console().print(protocol_note(result), highlight=False)
     _console().print(json.dumps(result["protocol"]["split"]))
 
 
@@ -615,13 +632,14 @@ def system_build(
     overwrite: bool = typer.Option(False, help="Replace the system in --out."),
 ) -> None:
     """Build a system (sources -> filters -> ranker -> re-ranker) from trained runs."""
+    from streamrec.eval.evaluator import protocol_note
     from streamrec.serve.system import build_system
 
     run = build_system(config, out, overwrite=overwrite, console=_console())
     ev = run.evaluate("test")
     shown = ", ".join(f"{key}={v:.4f}" for key, v in ev["metrics"].items()
                       if key.split("@")[0] in ("recall", "ndcg"))
-    _console().print(f"test: {shown}  ({ev['evaluation']})")
+    _console().print(f"test: {shown}  ({protocol_note(ev)})")
     _console().print(f"system written to [bold]{out}[/]")
 
 

@@ -90,13 +90,19 @@ class Run:
         ks: Sequence[int] = DEFAULT_KS,
         sampled: int | None = None,
         batch_size: int = 1024,
+        test_history: str = "train+valid",
+        average: str = "users-with-test",
     ) -> dict[str, Any]:
         """Metrics of the model on ``stage`` (``valid`` or ``test``), full ranking by default
-        (AUC / log-loss on held-out impressions for click models)."""
+        (AUC / log-loss on held-out impressions for click models); ``test_history`` (what the
+        model reads at the test stage: ``train+valid`` or ``train``) and ``average``
+        (``users-with-test`` or ``all-users``) as in
+        :func:`~streamrec.eval.evaluator.evaluate_ranking`."""
         from streamrec.eval.evaluator import evaluate_model
 
         return evaluate_model(self.model, self.dataset, self.split, stage, ks,
-                              sampled=sampled, batch_size=batch_size)
+                              sampled=sampled, batch_size=batch_size,
+                              test_history=test_history, average=average)
 
 
 def as_run(run: Run | str | Path) -> Run:
@@ -141,8 +147,13 @@ def train_run(
     progress: bool = True,
     console: Any = None,
     callbacks: Sequence[Any] = (),
+    test_history: str = "train+valid",
+    average: str = "users-with-test",
 ) -> Run:
     """Train ``model_name`` on a dataset into run directory ``out``; evaluate it.
+
+    The final test evaluation reads ``test_history`` and averages by ``average`` (see
+    :func:`~streamrec.eval.evaluator.evaluate_ranking`); validation keeps the defaults.
 
     ``resume=True`` continues the run in ``out`` with its own saved options from
     ``checkpoint.pt`` exactly where it stopped (a run killed before its first checkpoint starts
@@ -152,7 +163,12 @@ def train_run(
     """
     import torch
 
-    from streamrec.eval.evaluator import evaluate_model, has_stage
+    from streamrec.eval.evaluator import (
+        check_click_protocol,
+        check_protocol,
+        evaluate_model,
+        has_stage,
+    )
     from streamrec.models import check_requirements, get_model_class
     from streamrec.train import TrainConfig, Trainer
     from streamrec.train.checkpoint import CHECKPOINT_FILE
@@ -164,6 +180,9 @@ def train_run(
     if out_path is not None:
         _prepare_out(out_path, resume, overwrite)
     cls = get_model_class(model_name)
+    check_protocol(test_history, average)
+    if cls.task == "click":
+        check_click_protocol(model_name, test_history, average)
     fresh_start = False
     if resume:
         if list(overrides) or config_file is not None:
@@ -235,7 +254,8 @@ def train_run(
     if has_valid:
         results["valid"] = evaluate_model(model, ds, split, "valid", ks)
     if has_stage(model, ds, split, "test"):
-        results["test"] = evaluate_model(model, ds, split, "test", ks)
+        results["test"] = evaluate_model(model, ds, split, "test", ks,
+                                         test_history=test_history, average=average)
     run.results = results
     if out_path is not None:
         _save_extra(model, out_path)

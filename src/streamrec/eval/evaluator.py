@@ -9,6 +9,16 @@ items of the stage. Users are processed in batches, so memory is bounded by
 Sampled-negative evaluation (rank the held-out items among ``N`` random unseen items) is
 available only on request (``sampled=N``) and is labelled as such in the protocol of every
 result, because its numbers are not comparable with full ranking.
+
+Two more choices of protocol are recorded in every result (``docs/evaluation.md``):
+
+* ``test_history``: what the model **reads** as the users' history at the test stage,
+  ``"train+valid"`` (the default) or ``"train"`` (the published protocol of most papers and
+  of RecBole's general models); the masking stays train + validation either way.
+* ``average``: ``"users-with-test"`` (the default: the mean over the users with held-out items
+  of the stage) or ``"all-users"`` (the sum over them divided by every user of the dataset, or
+  of ``users``, so that a user without held-out items counts as 0, as some published code
+  does).
 """
 
 from __future__ import annotations
@@ -25,6 +35,34 @@ from streamrec.data.dataset import Dataset
 from streamrec.data.splits import Split
 from streamrec.eval.metrics import ALL_RANKING_METRICS, RankingAccumulator
 from streamrec.models.base import CapabilityError, ClickModel
+
+#: what a model reads as the users' history at the test stage (the first is the default)
+TEST_HISTORIES = ("train+valid", "train")
+#: over which users the metrics are averaged (the first is the default)
+AVERAGES = ("users-with-test", "all-users")
+
+
+def check_protocol(test_history: str, average: str) -> None:
+    """Raise ``ValueError`` (one line, with the choices) for an unknown ``test_history`` or
+    ``average``."""
+    if test_history not in TEST_HISTORIES:
+        raise ValueError(f"test history (--test-history) must be {' or '.join(TEST_HISTORIES)}, "
+                         f"got {test_history!r}")
+    if average not in AVERAGES:
+        raise ValueError(f"average (--average) must be {' or '.join(AVERAGES)}, got {average!r}")
+
+
+def protocol_note(result: dict[str, Any]) -> str:
+    """One line that says how a result's figures were obtained, to print beside them: the
+    evaluation kind, the history the model read, the masking and the users averaged over (the
+    history and average appear only for ranking results)."""
+    proto = result.get("protocol", {})
+    parts = [str(result.get("evaluation", ""))]
+    if "history" in proto:
+        parts.append(f"history read: {proto['history']}; masked: {proto['masked']}")
+    if "average" in proto:
+        parts.append(f"averaged over {proto['users_averaged']:,} users ({proto['average']})")
+    return "; ".join(p for p in parts if p)
 
 
 def _mask_rows(scores: torch.Tensor, rows: sp.csr_matrix) -> None:
@@ -110,6 +148,8 @@ def evaluate_ranking(
     seed: int = 0,
     max_users: int | None = None,
     users: np.ndarray | None = None,
+    test_history: str = "train+valid",
+    average: str = "users-with-test",
 ) -> dict[str, Any]:
     """Evaluate a recommender on one stage of a split, by full ranking unless ``sampled``.
 
@@ -122,6 +162,14 @@ def evaluate_ranking(
     users evaluated. ``max_users`` evaluates a deterministic random subset of users, ``users``
     only these internal users (among those with held-out items); both are labelled in the
     protocol (``users_evaluated`` against ``users_eligible``, ``user_subset``).
+
+    ``test_history`` (``"train+valid"`` or ``"train"``) is the history the model reads at the
+    ``test`` stage (the ``valid`` stage always reads training); what is masked does not change.
+    ``average`` (``"users-with-test"`` or ``"all-users"``) is the denominator of every
+    per-user metric: the users with held-out items, or every user of the dataset (of
+    ``users`` when given; ``max_users`` then samples among them), those without held-out
+    items counting 0; coverage is not averaged and does not change. Both are recorded in the
+    protocol (``history``, ``average``, ``users_averaged``).
     """
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
@@ -134,9 +182,13 @@ def evaluate_ranking(
     if isinstance(model, ClickModel):
         raise CapabilityError(f"{model.name} is a click model: it is evaluated by AUC on "
                               "held-out impressions, not by ranking the catalogue")
+    check_protocol(test_history, average)
     t0 = time.perf_counter()
     history = split.history(ds, stage)
     seen = history.csr()
+    read = "train" if stage == "valid" else test_history
+    if read != "train+valid" and stage == "test":
+        history = split.train(ds)  # what the model reads; `seen` (masked) stays train + valid
     truth = split.part(ds, stage).csr()
     # A held-out item the user already saw cannot be recommended; it is not counted as truth.
     truth = (truth - truth.multiply(seen)).tocsr()
@@ -144,14 +196,16 @@ def evaluate_ranking(
     eligible = np.flatnonzero(np.diff(truth.indptr) > 0)
     n_eligible = len(eligible)
     subset = None
+    # the users a metric is averaged over: those with held-out items, or all of them
+    population = eligible if average == "users-with-test" else np.arange(ds.n_users)
     if users is not None:
-        users = np.intersect1d(eligible, np.asarray(users, dtype=np.int64))
+        population = np.intersect1d(population, np.asarray(users, dtype=np.int64))
         subset = "given users"
-    else:
-        users = eligible
-    if max_users is not None and len(users) > max_users:
+    if max_users is not None and len(population) > max_users:
         subset = f"random {max_users} (seed {seed})"
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        population = np.sort(
+            np.random.default_rng(seed).choice(population, max_users, replace=False))
+    users = np.intersect1d(population, eligible)
     n_items = ds.n_items
     acc = RankingAccumulator(ks, n_items, metrics)
     kmax = min(ks[-1], n_items)
@@ -173,7 +227,7 @@ def evaluate_ranking(
             torch.isneginf(top.values), torch.full_like(top.indices, -1), top.indices
         )
         acc.update(items.cpu().numpy(), truth[batch])
-    has_history = np.diff(seen.indptr)[users] > 0
+    has_history = np.diff(history.csr().indptr)[users] > 0
     protocol = {
         "dataset": ds.name,
         "split": split.protocol(),
@@ -182,7 +236,10 @@ def evaluate_ranking(
         if sampled is not None
         else "full ranking: all items",
         "sampled_negatives": sampled,
+        "history": read,
         "masked": "train items" if stage == "valid" else "train + valid items",
+        "average": average,
+        "users_averaged": int(len(population)),
         "ks": ks,
         "n_items": n_items,
         "users_evaluated": int(len(users)),
@@ -192,6 +249,10 @@ def evaluate_ranking(
         "model": model.name,
     }
     result = {k: float(v) for k, v in acc.result().items()}
+    if len(population) > len(users):  # all-users: the users without held-out items add 0
+        scale = len(users) / len(population)
+        result = {k: v if k.startswith("coverage@") else (v * scale if len(users) else 0.0)
+                  for k, v in result.items()}
     evaluation = (
         f"SAMPLED ({sampled} negatives; not comparable with full ranking)"
         if sampled is not None
@@ -213,20 +274,33 @@ def evaluate_model(
     ks: Sequence[int] = (10, 20),
     sampled: int | None = None,
     batch_size: int = 1024,
+    test_history: str = "train+valid",
+    average: str = "users-with-test",
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate any model by its task: full ranking (or ``sampled``) for a
     :class:`~streamrec.models.base.Recommender`, AUC / log-loss on the held-out impressions for
-    a :class:`~streamrec.models.base.ClickModel` (see :mod:`streamrec.eval.clicks`)."""
+    a :class:`~streamrec.models.base.ClickModel` (see :mod:`streamrec.eval.clicks`).
+    ``test_history`` and ``average``: see :func:`evaluate_ranking` (ranking models only)."""
+    check_protocol(test_history, average)
     if isinstance(model, ClickModel):
         if sampled is not None:
             raise ValueError("sampled evaluation applies to ranking models only; "
                              f"{model.name} is evaluated by AUC on held-out impressions")
+        check_click_protocol(model.name, test_history, average)
         from streamrec.eval.clicks import evaluate_clicks
 
         return evaluate_clicks(model, ds, stage, **kwargs)
     return evaluate_ranking(model, ds, split, stage, ks, batch_size=batch_size, sampled=sampled,
-                            **kwargs)
+                            test_history=test_history, average=average, **kwargs)
+
+
+def check_click_protocol(name: str, test_history: str, average: str) -> None:
+    """Raise ``ValueError`` when a click model is asked for a ranking protocol option (a test
+    history or an average other than the default): it is judged on held-out impressions."""
+    if (test_history, average) != (TEST_HISTORIES[0], AVERAGES[0]):
+        raise ValueError(f"--test-history and --average apply to ranking models only; {name} "
+                         "is a click model, evaluated by AUC on held-out impressions")
 
 
 def has_stage(model: Any, ds: Dataset, split: Split, stage: str) -> bool:

@@ -833,12 +833,15 @@ class SystemRun(Run):
         return None
 
     def evaluate(self, stage: str = "test", ks: Sequence[int] = (10, 20),
-                 sampled: int | None = None, batch_size: int = 256) -> dict[str, Any]:
+                 sampled: int | None = None, batch_size: int = 256,
+                 test_history: str = "train+valid",
+                 average: str = "users-with-test") -> dict[str, Any]:
         from streamrec.eval.evaluator import evaluate_ranking
 
         users = self.tune_users if stage == "valid" and len(self.tune_users) else None
         return evaluate_ranking(self.model, self.dataset, self.split, stage, ks,
-                                batch_size=batch_size, sampled=sampled, users=users)
+                                batch_size=batch_size, sampled=sampled, users=users,
+                                test_history=test_history, average=average)
 
 
 def is_system_dir(path: str | Path) -> bool:
