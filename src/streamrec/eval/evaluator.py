@@ -110,6 +110,7 @@ def evaluate_ranking(
     seed: int = 0,
     max_users: int | None = None,
     users: np.ndarray | None = None,
+    dist: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a recommender on one stage of a split, by full ranking unless ``sampled``.
 
@@ -122,6 +123,10 @@ def evaluate_ranking(
     users evaluated. ``max_users`` evaluates a deterministic random subset of users, ``users``
     only these internal users (among those with held-out items); both are labelled in the
     protocol (``users_evaluated`` against ``users_eligible``, ``user_subset``).
+
+    ``dist`` (a :class:`~streamrec.train.distributed.Dist`, every rank calling): the users are
+    sharded across the ranks, each ranks its share, and the accumulators are gathered, so every
+    rank returns exactly the single-process metrics (``protocol["shards"]`` says how many).
     """
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
@@ -157,8 +162,15 @@ def evaluate_ranking(
     kmax = min(ks[-1], n_items)
     device = model.device
     gen = torch.Generator().manual_seed(seed)
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
+    sharded = dist is not None and dist.world_size > 1
+    mine = users
+    if sharded:
+        from streamrec.train.distributed import gather_objects, shard
+
+        mine = shard(users, dist)
+        gen.manual_seed(seed + dist.rank)  # sampled negatives: each shard its own draws
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start : start + batch_size]
         scores = model.score(torch.as_tensor(batch, dtype=torch.long, device=device), history)
         scores = scores.float()
         if sampled is not None:
@@ -173,6 +185,11 @@ def evaluate_ranking(
             torch.isneginf(top.values), torch.full_like(top.indices, -1), top.indices
         )
         acc.update(items.cpu().numpy(), truth[batch])
+    if sharded:
+        parts = gather_objects(acc, dist)
+        acc = RankingAccumulator(ks, n_items, metrics)
+        for part in parts:
+            acc.merge(part)
     has_history = np.diff(seen.indptr)[users] > 0
     protocol = {
         "dataset": ds.name,
@@ -191,6 +208,8 @@ def evaluate_ranking(
         "user_subset": subset,
         "model": model.name,
     }
+    if sharded:
+        protocol["shards"] = dist.world_size
     result = {k: float(v) for k, v in acc.result().items()}
     evaluation = (
         f"SAMPLED ({sampled} negatives; not comparable with full ranking)"
@@ -213,11 +232,14 @@ def evaluate_model(
     ks: Sequence[int] = (10, 20),
     sampled: int | None = None,
     batch_size: int = 1024,
+    dist: Any = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate any model by its task: full ranking (or ``sampled``) for a
     :class:`~streamrec.models.base.Recommender`, AUC / log-loss on the held-out impressions for
-    a :class:`~streamrec.models.base.ClickModel` (see :mod:`streamrec.eval.clicks`)."""
+    a :class:`~streamrec.models.base.ClickModel` (see :mod:`streamrec.eval.clicks`).
+    ``dist``: shard the ranking's users over the ranks of a process group (click models are
+    evaluated whole on every rank)."""
     if isinstance(model, ClickModel):
         if sampled is not None:
             raise ValueError("sampled evaluation applies to ranking models only; "
@@ -226,7 +248,7 @@ def evaluate_model(
 
         return evaluate_clicks(model, ds, stage, **kwargs)
     return evaluate_ranking(model, ds, split, stage, ks, batch_size=batch_size, sampled=sampled,
-                            **kwargs)
+                            dist=dist, **kwargs)
 
 
 def has_stage(model: Any, ds: Dataset, split: Split, stage: str) -> bool:
