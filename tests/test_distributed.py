@@ -280,3 +280,48 @@ def test_every_trainable_model_trains_on_two_processes(every_model: dict, name: 
     results = json.loads((run_dir / "results.json").read_text())
     assert results["train"]["world_size"] == WORLD
     assert (run_dir / "model.safetensors").is_file()
+
+
+# ================================================================== 5. a row-sharded table
+def _sharded_table_ranks(rank: int, out: str) -> None:
+    from streamrec.train.distributed import init_from_env
+    from streamrec.train.model_parallel import RowShardedEmbedding
+
+    init_from_env("cpu")
+    emb = RowShardedEmbedding(11, 4, rank, WORLD, seed=3)
+    opt = torch.optim.SGD(emb.parameters(), lr=0.5)
+    ids = torch.tensor([[0, 5, 10, 5], [6, 1, 1, 9]][rank])
+    for _ in range(2):
+        opt.zero_grad()
+        vec = emb(ids)
+        loss = (vec * torch.arange(1.0, 5.0)).sum() ** 2 / 100
+        loss.backward()
+        opt.step()
+    torch.save({"lo": emb.lo, "weight": emb.weight.detach(), "vec": emb(ids).detach()},
+               Path(out, f"rank{rank}.pt"))
+
+
+def test_row_sharded_embedding_trains_as_one_table(tmp_path: Path) -> None:
+    """Two ranks, each owning half of the rows, take the steps of one full table fed both
+    ranks' ids (the loss is a sum over ranks, as the all-reduce of the gradients is)."""
+    from streamrec.train.model_parallel import RowShardedEmbedding
+
+    spawn("_sharded_table_ranks", str(tmp_path))
+    full = torch.nn.Parameter(torch.randn(11, 4, generator=torch.Generator().manual_seed(3))
+                              * 0.1)
+    opt = torch.optim.SGD([full], lr=0.5)
+    ids = [torch.tensor([0, 5, 10, 5]), torch.tensor([6, 1, 1, 9])]
+    for _ in range(2):
+        opt.zero_grad()
+        loss = sum(((full[i] * torch.arange(1.0, 5.0)).sum() ** 2 / 100) for i in ids)
+        loss.backward()
+        opt.step()
+    shards = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    assert [s["lo"] for s in shards] == [0, 6]
+    torch.testing.assert_close(torch.cat([s["weight"] for s in shards]), full.detach())
+    for r in range(WORLD):
+        torch.testing.assert_close(shards[r]["vec"], full.detach()[ids[r]])
+    assert not torch.equal(full.detach(), torch.randn(
+        11, 4, generator=torch.Generator().manual_seed(3)) * 0.1)  # it did move
+    with pytest.raises(ValueError, match="cannot be split"):
+        RowShardedEmbedding(1, 4, 0, 2)
