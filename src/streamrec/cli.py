@@ -39,6 +39,11 @@ def _print_error(message: str) -> None:
     from rich.markup import escape
 
     line = " ".join(str(message).split())  # one line, whatever the message held
+    if os.environ.get("STREAMREC_WORKER_ERRORS"):  # a worker of `train --nproc`: the launcher
+        from streamrec.train.distributed import record_worker_error  # reports it
+
+        if record_worker_error(line):
+            return
     _console().print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
@@ -396,24 +401,72 @@ def train(
     quiet: bool = typer.Option(False, help="No progress bar."),
     test_history: str = typer.Option("train+valid", help=_TEST_HISTORY_HELP),
     average: str = typer.Option("users-with-test", help=_AVERAGE_HELP),
+    nproc: int | None = typer.Option(
+        None, help="Data-parallel training on N processes per node (DistributedDataParallel, "
+        "launched through torchrun; --set batch_size is the global batch)."),
+    nnodes: int = typer.Option(1, help="With --nproc: number of nodes (run the same command "
+                               "on each)."),
+    rdzv: str | None = typer.Option(None, help="With --nproc: HOST:PORT of the rendezvous "
+                                    "every node joins."),
 ) -> None:
     """Train a model on a dataset; evaluate it on the validation and test parts."""
-    from streamrec.eval.evaluator import protocol_note
     from streamrec.run import train_run
 
-    run = train_run(model, data, out, config, set_, resume=resume, overwrite=overwrite,
-                    ks=_parse_ks(k), progress=not quiet, console=_console(),
-                    test_history=test_history, average=average)
-    test = run.results.get("test") or run.results.get("valid")
+    ks = _parse_ks(k)
+    if nproc is not None and not os.environ.get("TORCHELASTIC_RUN_ID"):
+        _train_launch(model, data, out, config, set_, resume, overwrite, k, quiet, nproc,
+                      nnodes, rdzv, test_history, average)
+        return
+    if nproc is None and (nnodes != 1 or rdzv is not None):
+        _fail("--nnodes and --rdzv go with --nproc N (processes per node)")
+    worker = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    try:
+        run = train_run(model, data, out, config, set_, resume=resume, overwrite=overwrite,
+                        ks=ks, progress=not quiet, console=_console(), distributed=worker,
+                        test_history=test_history, average=average)
+    finally:
+        if worker:
+            from streamrec.train.distributed import shutdown
+
+            shutdown()
+    if worker and os.environ["RANK"] != "0":
+        return
+    _print_trained(run.results, out)
+
+
+def _print_trained(results: dict[str, Any], out: Path) -> None:
+    from streamrec.eval.evaluator import protocol_note
+
+    test = results.get("test") or results.get("valid")
     if test:
-        stage = "test" if "test" in run.results else "valid"
+        stage = "test" if "test" in results else "valid"
         shown = ", ".join(
             f"{k}={v:.4f}"
             for k, v in test["metrics"].items()
             if k.split("@")[0] in ("recall", "ndcg", "auc", "logloss", "oracle_auc")
         )
         _console().print(f"{stage}: {shown}  ({protocol_note(test)})")
-    _console().print(f"run written to [bold]{out}[/] in {run.results['train_seconds']:.1f}s")
+    _console().print(f"run written to [bold]{out}[/] in {results['train_seconds']:.1f}s")
+
+
+def _train_launch(model: str, data: Path, out: Path, config: Path | None, set_: list[str],
+                  resume: bool, overwrite: bool, k: str, quiet: bool, nproc: int, nnodes: int,
+                  rdzv: str | None, test_history: str, average: str) -> None:
+    """`train --nproc`: check, then re-launch this command as torchrun's workers."""
+    from streamrec.eval.evaluator import check_protocol
+    from streamrec.run import check_launch
+    from streamrec.train.distributed import launch
+
+    _positive("--nproc", nproc)
+    _positive("--nnodes", nnodes)
+    check_protocol(test_history, average)
+    check_launch(model, out, config, set_, resume=resume, overwrite=overwrite)
+    args = ["train", model, "--data", str(data), "--out", str(out), "--k", k,
+            "--nproc", str(nproc), "--test-history", test_history, "--average", average]
+    args += [] if config is None else ["--config", str(config)]
+    args += [a for s in set_ for a in ("--set", s)]
+    args += (["--resume"] if resume else []) + (["--quiet"] if quiet else [])
+    launch(args, nproc, nnodes, rdzv, run_id=f"streamrec-{Path(out).resolve().name}")
 
 
 @app.command()

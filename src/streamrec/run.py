@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -149,6 +150,7 @@ def train_run(
     callbacks: Sequence[Any] = (),
     test_history: str = "train+valid",
     average: str = "users-with-test",
+    distributed: bool = False,
 ) -> Run:
     """Train ``model_name`` on a dataset into run directory ``out``; evaluate it.
 
@@ -159,7 +161,10 @@ def train_run(
     ``checkpoint.pt`` exactly where it stopped (a run killed before its first checkpoint starts
     again from the beginning); options cannot change on resume. ``overwrite=True`` replaces an
     existing run. ``callbacks`` are extra :class:`~streamrec.train.Callback` objects.
-    Everything is checked before anything is written.
+    Everything is checked before anything is written. ``distributed=True``: this process is
+    one rank of a torchrun job (:mod:`streamrec.train.distributed`): it joins the process
+    group, trains its share with DistributedDataParallel, evaluates its share of the users, and
+    only rank 0 writes ``out`` (the caller leaves the process group).
     """
     import torch
 
@@ -177,7 +182,9 @@ def train_run(
     out_path = Path(out) if out is not None else None
     if resume and overwrite:
         raise RunError("--resume continues a run and --overwrite replaces it: choose one")
-    if out_path is not None:
+    # a torchrun worker: rank 0 alone prepares and writes the run directory
+    main = not distributed or int(os.environ.get("RANK", "0")) == 0
+    if out_path is not None and main:
         _prepare_out(out_path, resume, overwrite)
     cls = get_model_class(model_name)
     check_protocol(test_history, average)
@@ -201,6 +208,20 @@ def train_run(
     if not progress:
         train_cfg.progress = False
     device = resolve_device(train_cfg.device)
+    dist = None
+    if distributed:
+        from streamrec.train.distributed import init_from_env
+
+        if not cls.trainable and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise RunError(f"{model_name} is fitted in closed form, not by gradient descent: "
+                           "data-parallel training (--nproc) does not apply; train it without "
+                           "--nproc")
+        dist = init_from_env(device)  # gloo on the CPU, nccl on GPU LOCAL_RANK
+        device = dist.device
+        if not main and console is not None:
+            from rich.console import Console
+
+            console = Console(quiet=True)
     ds = data if isinstance(data, Dataset) else load_dataset(data)
     split_spec = {**default_split_spec(ds), **split_spec}
     split = split_from_spec(ds, split_spec)
@@ -224,7 +245,7 @@ def train_run(
         },
         "ks": list(ks),
     }
-    if out_path is not None:
+    if out_path is not None and main:
         out_path.mkdir(parents=True, exist_ok=True)
         if not resume:
             write_text_atomic(out_path / CONFIG_FILE, json.dumps(config, indent=2))
@@ -240,11 +261,11 @@ def train_run(
 
         def validate(m: Any, max_users: int | None = None) -> dict[str, float]:
             subset = {} if max_users is None else {"max_users": max_users}  # seeded sample
-            return evaluate_model(m, ds, split, "valid", ks, **subset)["metrics"]
+            return evaluate_model(m, ds, split, "valid", ks, dist=dist, **subset)["metrics"]
 
     t0 = time.perf_counter()
     trainer = Trainer(model, train, train_cfg, out_path, validate=validate,
-                      callbacks=list(callbacks), console=console)
+                      callbacks=list(callbacks), console=console, dist=dist)
     result = trainer.fit(resume=resume and not fresh_start)
     train_seconds = time.perf_counter() - t0
     model.eval()
@@ -252,16 +273,46 @@ def train_run(
     results: dict[str, Any] = {"train_seconds": train_seconds, "train": dataclasses.asdict(result)}
     results["train"].pop("history", None)
     if has_valid:
-        results["valid"] = evaluate_model(model, ds, split, "valid", ks)
+        results["valid"] = evaluate_model(model, ds, split, "valid", ks, dist=dist)
     if has_stage(model, ds, split, "test"):
-        results["test"] = evaluate_model(model, ds, split, "test", ks,
+        results["test"] = evaluate_model(model, ds, split, "test", ks, dist=dist,
                                          test_history=test_history, average=average)
+    if dist is not None:
+        results["train"]["world_size"] = dist.world_size
     run.results = results
-    if out_path is not None:
+    if out_path is not None and main:
         _save_extra(model, out_path)
         write_text_atomic(out_path / RESULTS_FILE,
                           json.dumps(results, indent=2, default=json_default))
     return run
+
+
+def check_launch(model_name: str, out: str | Path, config_file: str | Path | None = None,
+                 overrides: Sequence[str] = (), resume: bool = False,
+                 overwrite: bool = False) -> None:
+    """What a data-parallel launch (``streamrec train --nproc``) checks before it starts any
+    process: the options, that the model is trained by the loop, and the run directory (which
+    ``overwrite`` clears here, once). Raises :class:`RunError` / ``OptionsError`` (one line)."""
+    from streamrec.models import check_requirements, get_model_class
+    from streamrec.train.config import build_configs
+
+    out_path = Path(out)
+    if resume and overwrite:
+        raise RunError("--resume continues a run and --overwrite replaces it: choose one")
+    cls = get_model_class(model_name)
+    if not cls.trainable:
+        raise RunError(f"{model_name} is fitted in closed form, not by gradient descent: "
+                       "data-parallel training (--nproc) does not apply; train it without "
+                       "--nproc")
+    if resume:
+        if list(overrides) or config_file is not None:
+            raise RunError("--resume continues a run with its saved options, so --set and "
+                           "--config cannot change them")
+        _saved_config(out_path, model_name)
+    else:
+        model_cfg, _, _ = build_configs(model_name, config_file, overrides)
+        check_requirements(cls, model_cfg)
+    _prepare_out(out_path, resume, overwrite)
 
 
 def _save_extra(model: Any, out: Path) -> None:

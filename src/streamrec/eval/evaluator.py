@@ -150,6 +150,7 @@ def evaluate_ranking(
     users: np.ndarray | None = None,
     test_history: str = "train+valid",
     average: str = "users-with-test",
+    dist: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a recommender on one stage of a split, by full ranking unless ``sampled``.
 
@@ -170,6 +171,10 @@ def evaluate_ranking(
     ``users`` when given; ``max_users`` then samples among them), those without held-out
     items counting 0; coverage is not averaged and does not change. Both are recorded in the
     protocol (``history``, ``average``, ``users_averaged``).
+
+    ``dist`` (a :class:`~streamrec.train.distributed.Dist`, every rank calling): the users are
+    sharded across the ranks, each ranks its share, and the accumulators are gathered, so every
+    rank returns exactly the single-process metrics (``protocol["shards"]`` says how many).
     """
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', not {stage!r}")
@@ -211,8 +216,15 @@ def evaluate_ranking(
     kmax = min(ks[-1], n_items)
     device = model.device
     gen = torch.Generator().manual_seed(seed)
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
+    sharded = dist is not None and dist.world_size > 1
+    mine = users
+    if sharded:
+        from streamrec.train.distributed import gather_objects, shard
+
+        mine = shard(users, dist)
+        gen.manual_seed(seed + dist.rank)  # sampled negatives: each shard its own draws
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start : start + batch_size]
         scores = model.score(torch.as_tensor(batch, dtype=torch.long, device=device), history)
         scores = scores.float()
         if sampled is not None:
@@ -227,6 +239,11 @@ def evaluate_ranking(
             torch.isneginf(top.values), torch.full_like(top.indices, -1), top.indices
         )
         acc.update(items.cpu().numpy(), truth[batch])
+    if sharded:
+        parts = gather_objects(acc, dist)
+        acc = RankingAccumulator(ks, n_items, metrics)
+        for part in parts:
+            acc.merge(part)
     has_history = np.diff(history.csr().indptr)[users] > 0
     protocol = {
         "dataset": ds.name,
@@ -248,6 +265,8 @@ def evaluate_ranking(
         "user_subset": subset,
         "model": model.name,
     }
+    if sharded:
+        protocol["shards"] = dist.world_size
     result = {k: float(v) for k, v in acc.result().items()}
     if len(population) > len(users):  # all-users: the users without held-out items add 0
         scale = len(users) / len(population)
@@ -276,12 +295,15 @@ def evaluate_model(
     batch_size: int = 1024,
     test_history: str = "train+valid",
     average: str = "users-with-test",
+    dist: Any = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate any model by its task: full ranking (or ``sampled``) for a
     :class:`~streamrec.models.base.Recommender`, AUC / log-loss on the held-out impressions for
     a :class:`~streamrec.models.base.ClickModel` (see :mod:`streamrec.eval.clicks`).
-    ``test_history`` and ``average``: see :func:`evaluate_ranking` (ranking models only)."""
+    ``test_history`` and ``average``: see :func:`evaluate_ranking` (ranking models only).
+    ``dist``: shard the ranking's users over the ranks of a process group (click models are
+    evaluated whole on every rank)."""
     check_protocol(test_history, average)
     if isinstance(model, ClickModel):
         if sampled is not None:
@@ -292,7 +314,8 @@ def evaluate_model(
 
         return evaluate_clicks(model, ds, stage, **kwargs)
     return evaluate_ranking(model, ds, split, stage, ks, batch_size=batch_size, sampled=sampled,
-                            test_history=test_history, average=average, **kwargs)
+                            test_history=test_history, average=average, dist=dist,
+                            **kwargs)
 
 
 def check_click_protocol(name: str, test_history: str, average: str) -> None:

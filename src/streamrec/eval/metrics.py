@@ -456,6 +456,18 @@ class RankingAccumulator:
                     vals = precision_at_k(hits, k)
                 self._sums[f"{m}@{k}"].add(vals)
 
+    def merge(self, other: RankingAccumulator) -> None:
+        """Add the users ``other`` has seen (same ks, n_items and metrics), e.g. another
+        process's shard of the users: the result is exactly (bit for bit) that of one
+        accumulator fed every batch of both."""
+        if (other.ks, other.n_items, other.metrics) != (self.ks, self.n_items, self.metrics):
+            raise ValueError("cannot merge accumulators of different ks, n_items or metrics")
+        self.n_users += other.n_users
+        for key, total in self._sums.items():
+            total.add(np.asarray(other._sums[key]._parts, dtype=np.float64))
+        for k, seen in self._seen.items():
+            seen |= other._seen[k]
+
     def result(self) -> dict[str, float]:
         """Mean of each metric over the users seen so far, keys ``"<metric>@<k>"``.
 

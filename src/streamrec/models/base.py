@@ -13,7 +13,9 @@ statistics of a closed-form model, saves to safetensors the same way) that
   GF-CF, the numpy MLP): the trainer calls ``fit(train, validate)`` once and skips the loop;
 * if ``trainable`` is True, yields mini-batches with :meth:`Model.batches` (numpy or torch;
   the trainer moves tensors to the model's device) and returns a scalar loss for a batch with
-  :meth:`Model.loss`.
+  :meth:`Model.loss`; for data-parallel training it splits a batch into the ranks' shares with
+  :meth:`Model.split_batch` (by default: the rows of every array, the fields named in
+  ``shared_batch_fields`` whole).
 
 Two tasks, two scoring contracts:
 
@@ -131,6 +133,28 @@ class Model(nn.Module):
         """Scalar training loss of one batch."""
         raise NotImplementedError(f"{self.name} is not trained by gradient descent")
 
+    #: whether a training step may leave some parameters without a gradient (e.g. a GAN's
+    #: players take turns): data-parallel training then has DDP find them at every step
+    steps_skip_parameters: ClassVar[bool] = False
+
+    #: fields of a batch (dict keys or named-tuple fields) that every share of a split batch
+    #: keeps whole (e.g. negatives shared by the whole batch), see :meth:`split_batch`
+    shared_batch_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def split_batch(self, batch: Any, parts: int) -> list[tuple[Any, int]]:
+        """Split one batch of :meth:`batches` into ``parts`` shares for data-parallel training:
+        ``[(share, n_rows), ...]``, one per rank, whose rows together are the batch's.
+
+        The loss must average over the rows (plus terms on what every share keeps whole):
+        then the row-weighted mean of the shares' gradients is the batch's gradient, which
+        is what the data-parallel loop computes. Default: the batch's rows are the leading
+        dimension of its first array; every array or tensor with that leading dimension
+        (inside tuples, named tuples, lists and dicts) is cut into ``parts`` contiguous
+        slices, and everything else (scalars, strings, arrays of another length, the fields
+        named in :attr:`shared_batch_fields`) is kept whole in every share.
+        """
+        return split_rows(batch, parts, self.shared_batch_fields, self.name)
+
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for models that refresh state each epoch (e.g. cached propagation)."""
 
@@ -148,6 +172,59 @@ class Model(nn.Module):
 
     def load_extra_state_files(self, files: dict[str, bytes]) -> None:
         """Restore what :meth:`extra_state_files` returned."""
+
+
+def split_rows(batch: Any, parts: int, shared: frozenset[str] = frozenset(),
+               name: str = "model") -> list[tuple[Any, int]]:
+    """:meth:`Model.split_batch`'s default: ``parts`` contiguous slices of the rows of every
+    array of ``batch`` whose leading dimension is the batch's (that of its first array, fields
+    in ``shared`` aside); everything else whole in every share. ``[(share, n_rows), ...]``."""
+    rows = _leading_rows(batch, shared)
+    if rows is None:
+        raise ValueError(f"{name}: cannot split a batch with no array for data-parallel "
+                         "training; the model must define split_batch")
+    bounds = np.linspace(0, rows, parts + 1).round().astype(np.int64)
+    return [(_slice_rows(batch, rows, int(a), int(b), shared), int(b - a))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, torch.Tensor | np.ndarray) and x.ndim > 0
+
+
+def _leading_rows(batch: Any, shared: frozenset[str]) -> int | None:
+    """Leading dimension of the first array in ``batch`` (depth first, shared fields
+    skipped), or None."""
+    if _is_array(batch):
+        return int(batch.shape[0])
+    if isinstance(batch, Mapping):
+        values = [v for k, v in batch.items() if k not in shared]
+    elif isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        values = [v for k, v in zip(batch._fields, batch, strict=True) if k not in shared]
+    elif isinstance(batch, tuple | list):
+        values = list(batch)
+    else:
+        return None
+    for v in values:
+        rows = _leading_rows(v, shared)
+        if rows is not None:
+            return rows
+    return None
+
+
+def _slice_rows(batch: Any, rows: int, a: int, b: int, shared: frozenset[str]) -> Any:
+    """``batch`` with every array of leading dimension ``rows`` cut to ``[a:b]``."""
+    if _is_array(batch):
+        return batch[a:b] if batch.shape[0] == rows else batch
+    if isinstance(batch, Mapping):
+        return type(batch)({k: v if k in shared else _slice_rows(v, rows, a, b, shared)
+                            for k, v in batch.items()})
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(v if k in shared else _slice_rows(v, rows, a, b, shared)
+                             for k, v in zip(batch._fields, batch, strict=True)))
+    if isinstance(batch, tuple | list):
+        return type(batch)(_slice_rows(v, rows, a, b, shared) for v in batch)
+    return batch
 
 
 #: ``model -> {metric: value}``: what the training loop validates with. A validator may also

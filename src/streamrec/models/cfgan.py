@@ -141,6 +141,9 @@ class CFGAN(UserBatches, Recommender):
         "lr": 1e-3, "batch_size": 64, "epochs": 100, "patience": 20, "valid_metric": "ndcg@20",
     }
 
+    #: D's steps leave G without gradient and G's steps leave D (data-parallel training)
+    steps_skip_parameters = True
+
     def __init__(self, config: CFGANConfig, train: Dataset) -> None:
         super().__init__(config, train)
         n = train.n_items

@@ -87,6 +87,7 @@ from torch import nn
 from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
 from streamrec.data.text import PAD_ID, Vocabulary
+from streamrec.models.base import split_rows
 from streamrec.models.content import ContentConfig, ContentRecommender
 
 #: the terms an objective is made of, joined by "+" ("both" = "category+contrastive")
@@ -392,6 +393,14 @@ class CNNText(ContentRecommender):
         other = lo + rng.integers(0, hi - lo, size=n)  # hi - lo >= 1 positions besides pos
         other = other + (other >= pos)
         return seq[pos].astype(np.int64), seq[other].astype(np.int64)
+
+    def split_batch(self, batch: dict[str, np.ndarray], parts: int
+                    ) -> list[tuple[dict[str, np.ndarray], int]]:
+        """The items of a batch (with their labels and pairs) cut into ``parts``; its profile
+        part (:meth:`sample_profiles`) whole in every share, or cut when it is all there is."""
+        profile = frozenset({"users", "candidates", "target", "context", "mask"})
+        only_profiles = not ({"items", "anchors"} & set(batch))
+        return split_rows(batch, parts, frozenset() if only_profiles else profile, self.name)
 
     def batches(
         self, train: Dataset, batch_size: int, rng: np.random.Generator

@@ -64,7 +64,7 @@ from torch_geometric.utils import spmm, to_undirected
 
 from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
-from streamrec.models.base import ItemEmbedder, ModelConfig, Recommender
+from streamrec.models.base import ItemEmbedder, ModelConfig, Recommender, split_rows
 from streamrec.models.mf import bpr_or_softmax_loss
 from streamrec.models.sampling import NegativeSampler
 
@@ -388,6 +388,13 @@ class GraphRecommender(Recommender, ItemEmbedder):
                 hits = positives[:, cand].tocoo()
                 mask_rows, mask_cols = hits.row.astype(np.int64), hits.col.astype(np.int64)
             yield GraphBatch(u, i, cand, rows, pair_rows.astype(np.int64), mask_rows, mask_cols)
+
+    def split_batch(self, batch: GraphBatch, parts: int) -> list[tuple[GraphBatch, int]]:
+        """The pairs (users, items, pair_rows; ``bpr``: their negatives) cut into ``parts``;
+        ``softmax``'s shared candidates, distinct users and mask kept whole in every share."""
+        shared = {"rows", "mask_rows", "mask_cols"} | (
+            set() if self.config.loss == "bpr" else {"negatives"})
+        return split_rows(batch, parts, frozenset(shared), self.name)
 
     # ------------------------------------------------------------------ loss
     def loss(self, batch: GraphBatch) -> Tensor:

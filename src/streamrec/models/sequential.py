@@ -156,6 +156,9 @@ def leading_padding(items: torch.Tensor) -> int:
 class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
     """Base class of next-item models; subclasses implement :meth:`encode`."""
 
+    #: the sampled negatives are shared by a batch's sequences (see ``batches``)
+    shared_batch_fields = frozenset({"negatives"})
+
     name = "sequential"
     Config = SequentialConfig
     train_defaults: ClassVar[dict[str, Any]] = {

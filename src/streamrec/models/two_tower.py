@@ -281,6 +281,9 @@ class TwoTower(Recommender, VectorRetriever):
         "patience": 3,
         "valid_metric": "recall@20",
     }
+    #: the uniform negatives are shared by the batch (data-parallel shares keep them whole;
+    #: each share's in-batch negatives are its own rows)
+    shared_batch_fields = frozenset({"uniform"})
 
     @classmethod
     def required_packages(cls, config: TwoTowerConfig) -> tuple[str, ...]:

@@ -187,6 +187,9 @@ class Trainer:
         a run directory).
     console: a ``rich.console.Console`` for the progress bar and the epoch lines (default:
         one on stderr).
+    dist: this process's rank in a data-parallel run (:mod:`streamrec.train.distributed`), or
+        None alone: the model is wrapped in DistributedDataParallel, each rank trains on its
+        share of every batch, and only rank 0 writes ``run_dir`` (every rank reads it to resume).
     """
 
     def __init__(
@@ -198,13 +201,18 @@ class Trainer:
         validate: Validate | None = None,
         callbacks: Sequence[Callback] = (),
         console: Any = None,
+        dist: Any = None,
     ) -> None:
         from rich.console import Console
 
         self.model = model
         self.train_data = train
         self.cfg = cfg
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.dist = dist if dist is not None and dist.world_size > 1 else None
+        #: where a resume reads the checkpoint; run_dir (what this process writes) is None on
+        #: every rank but 0
+        self.source_dir = Path(run_dir) if run_dir is not None else None
+        self.run_dir = self.source_dir if self.dist is None or self.dist.is_main else None
         self.validate = validate
         self.callbacks = list(callbacks)
         if cfg.diagnostics and self.run_dir is not None:
@@ -212,7 +220,8 @@ class Trainer:
 
             self.callbacks.append(Diagnostics(self.run_dir))
         self.console = console if console is not None else Console(stderr=True)
-        self.device = resolve_device(cfg.device)
+        self.device = self.dist.device if self.dist is not None else resolve_device(cfg.device)
+        self._loss_fn: Any = None
 
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -250,6 +259,10 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model.to(self.device)
         if not type(self.model).trainable:
+            if self.dist is not None:
+                raise ValueError(
+                    f"{self.model.name} is fitted in closed form, not by gradient descent: "
+                    "data-parallel training (--nproc) does not apply; train it without --nproc")
             if resume:
                 self.console.print("[dim]closed-form model: nothing to resume, fitting[/dim]")
             return self._fit_closed_form()
@@ -299,6 +312,12 @@ class Trainer:
         )
         self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
         self.scheduler = make_scheduler(self.optimizer, self.cfg, self.steps_per_epoch)
+        if self.dist is not None:
+            from streamrec.train.distributed import wrap
+
+            self._loss_fn = wrap(self.model, self.dist)  # DDP: gradients all-reduced
+        else:
+            self._loss_fn = self.model.loss
 
     def _fit_loop(self, resume: bool) -> TrainResult:
         cfg = self.cfg
@@ -365,8 +384,17 @@ class Trainer:
         self.current_epoch = epoch
         model.train()
         model.on_epoch_start(epoch)
-        torch.manual_seed(epoch_seed(cfg.seed, epoch))
         rng = np.random.default_rng([cfg.seed, epoch])
+        batches: Iterable[tuple[Any, float]]
+        if self.dist is None:
+            torch.manual_seed(epoch_seed(cfg.seed, epoch))
+            batches = ((b, 1.0) for b in model.batches(self.train_data, cfg.batch_size, rng))
+        else:  # every rank draws the global batches and trains on its share
+            from streamrec.train.distributed import rank_seed, rank_shares
+
+            torch.manual_seed(rank_seed(epoch_seed(cfg.seed, epoch), self.dist.rank))
+            batches = rank_shares(model, model.batches(self.train_data, cfg.batch_size, rng),
+                                  self.dist)
         device = model.device
         # On the CPU a sync is free: check every step, before the optimizer step. On an
         # accelerator sync every `sync_every` steps (the culprit step is still named exactly).
@@ -395,15 +423,17 @@ class Trainer:
             task = progress.add_task("train", total=self.steps_per_epoch, epoch=epoch,
                                      loss="-", lr=step_lr)
             step = -1
-            for step, batch in enumerate(model.batches(self.train_data, cfg.batch_size, rng)):
+            for step, (batch, weight) in enumerate(batches):
                 batch = move_to_device(batch, device)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = model.loss(batch)
+                loss = self._loss_fn(batch)
                 if loss.dim() != 0:
                     raise ValueError(
                         f"{type(model).__name__}.loss must return a scalar, got shape "
                         f"{tuple(loss.shape)}"
                     )
+                if weight != 1.0:  # this rank's share of the batch (distributed.rank_shares)
+                    loss = loss * weight
                 losses.append(loss.detach())
                 if len(losses) - checked >= sync_every:
                     loss_sum += self._check_losses(losses, checked, epoch)
@@ -433,6 +463,10 @@ class Trainer:
             if checked < len(losses):
                 loss_sum += self._check_losses(losses, checked, epoch)
         n_steps = len(losses)
+        if self.dist is not None:  # the ranks' weighted shares average to the batch's loss
+            from streamrec.train.distributed import all_mean
+
+            loss_sum = all_mean(loss_sum, self.dist)
         if n_steps != self.steps_per_epoch and not self._warned_batches:
             self._warned_batches = True
             self.console.print(
@@ -580,12 +614,12 @@ class Trainer:
     def _restore(self) -> bool:
         """Load ``run_dir/checkpoint.pt`` into the model, optimizer, scheduler and loop state;
         rewrite ``metrics.jsonl`` from the checkpoint. Returns whether training had finished."""
-        if self.run_dir is None:
+        if self.source_dir is None:
             raise ValueError("resume=True needs a run_dir holding a checkpoint")
-        path = self._path(CHECKPOINT_FILE)
+        path = self.source_dir / CHECKPOINT_FILE
         if not path.is_file():
             raise FileNotFoundError(
-                f"cannot resume: no {CHECKPOINT_FILE} in {self.run_dir} (no epoch was completed "
+                f"cannot resume: no {CHECKPOINT_FILE} in {self.source_dir} (no epoch was completed "
                 "there); start with resume=False"
             )
         state = load_checkpoint(path)
@@ -614,9 +648,11 @@ class Trainer:
         self.history = list(state["history"])
         self.train_seconds = float(state["train_seconds"])
         set_rng_states(state["rng"])
-        write_text_atomic(self._path(METRICS_FILE), "".join(json_line(r) for r in self.history))
+        if self.run_dir is not None:
+            write_text_atomic(self._path(METRICS_FILE),
+                              "".join(json_line(r) for r in self.history))
         self.console.print(
-            f"resumed {self.run_dir} after epoch {self.epoch} "
+            f"resumed {self.source_dir} after epoch {self.epoch} "
             f"(best {_fmt(self.best_metric)} at epoch {self.best_epoch})",
             highlight=False,
         )
