@@ -160,11 +160,12 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
     Config = SequentialConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
-        "batch_size": 256,
-        "epochs": 100,
-        "patience": 5,
         "valid_metric": "ndcg@10",
     }
+    #: batch 256 for 20 epochs of windows on large data; at least 1,500 steps (small data:
+    #: smaller batches, more epochs)
+    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 256, "epochs": 20,
+                                              "min_steps": 1500}
 
     def __init__(self, config: SequentialConfig, train: Dataset) -> None:
         super().__init__(config, train)

@@ -200,3 +200,12 @@ def format_duration(seconds: float) -> str:
     m, sec = divmod(rest, 60)
     parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{sec}s" if sec or s == 0 else ""]
     return "".join(parts)
+
+
+def resolve_config(cfg: Any, examples: int, recipe: Recipe) -> tuple[Any, Plan]:
+    """``(cfg with every unset budget field filled in, the plan)``: ``cfg`` is a
+    :class:`~streamrec.train.TrainConfig` whose :data:`BUDGET_FIELDS` left None are resolved
+    for ``examples`` training examples per epoch; fields already set are kept."""
+    plan = plan_budget(examples, recipe, {k: getattr(cfg, k) for k in BUDGET_FIELDS})
+    filled = {k: getattr(plan, k) for k in BUDGET_FIELDS if getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **filled), plan

@@ -49,6 +49,7 @@ from streamrec.train.checkpoint import (
     save_weights,
     set_rng_states,
 )
+from streamrec.train.budget import Plan, Recipe, resolve_config
 from streamrec.train.config import TrainConfig
 from streamrec.train.schedules import make_optimizer, make_scheduler
 
@@ -88,6 +89,9 @@ class TrainResult:
     history: one dict per epoch, as in ``metrics.jsonl``.
     fit: what a closed-form model's ``fit`` chose by itself (:meth:`Model.fit_report`, e.g. the
         options it picked on validation); None for trained models or when it reports nothing.
+    budget: what the training budget resolved (:class:`~streamrec.train.budget.Plan` as a
+        dict: batch size, steps, epochs, warm-up, validation interval, patience); None for
+        closed-form models.
     """
 
     best_epoch: int
@@ -98,6 +102,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     valid_tail_std: float | None = None
     fit: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
 
 
 #: how many of the last validations :attr:`TrainResult.valid_tail_std` spans
@@ -203,7 +208,9 @@ class Trainer:
 
         self.model = model
         self.train_data = train
-        self.cfg = cfg
+        #: the options with the budget's choices filled in (see :mod:`streamrec.train.budget`)
+        self.cfg, self.plan = resolve_budget(cfg, model, train)
+        cfg = self.cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.validate = validate
         self.callbacks = list(callbacks)
@@ -316,6 +323,9 @@ class Trainer:
                     if p.exists():
                         p.unlink()
 
+        if self.plan is not None:
+            self.console.print(f"[dim]{self.plan.describe()}[/dim]", highlight=False,
+                               soft_wrap=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         epochs_this_call = 0
@@ -648,7 +658,19 @@ class Trainer:
             train_seconds=self.train_seconds,
             history=list(self.history),
             valid_tail_std=valid_tail_std(self.history, self.cfg.valid_metric),
+            budget=dataclasses.asdict(self.plan) if self.plan is not None else None,
         )
+
+
+def resolve_budget(cfg: TrainConfig, model: Model,
+                   train: Dataset) -> tuple[TrainConfig, Plan | None]:
+    """``cfg`` with the budget's choices for the options left unset, and the plan (None for a
+    closed-form model). The data size is the model's examples per epoch:
+    ``model.num_batches(train, 1)``; the recipe is its ``train_recipe``."""
+    if not type(model).trainable:
+        return cfg, None
+    examples = int(model.num_batches(train, 1))
+    return resolve_config(cfg, examples, Recipe.of(type(model).train_recipe))
 
 
 def train_model(
