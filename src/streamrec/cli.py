@@ -387,10 +387,20 @@ def train(
     overwrite: bool = typer.Option(False, help="Replace the run in --out if there is one."),
     k: str = typer.Option("10,20", help="Cut-offs for the final evaluation."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    time_budget: str | None = typer.Option(
+        None, "--time-budget", help="Wall-clock limit of training, e.g. 90s, 5m, 1.5h; the "
+        "run ends with its best validated epoch."),
 ) -> None:
     """Train a model on a dataset; evaluate it on the validation and test parts."""
     from streamrec.run import train_run
 
+    if time_budget is not None:
+        from streamrec.train.budget import parse_duration
+
+        try:
+            set_ = [*set_, f"train.time_budget={parse_duration(time_budget)}"]
+        except ValueError as e:
+            _fail(f"--time-budget: {e}")
     run = train_run(model, data, out, config, set_, resume=resume, overwrite=overwrite,
                     ks=_parse_ks(k), progress=not quiet, console=_console())
     test = run.results.get("test") or run.results.get("valid")

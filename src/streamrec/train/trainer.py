@@ -36,6 +36,7 @@ import torch
 from streamrec.common import resolve_device, write_text_atomic
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import Model, Validate, Validator
+from streamrec.train.budget import Plan, Recipe, resolve_config
 from streamrec.train.checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -49,16 +50,16 @@ from streamrec.train.checkpoint import (
     save_weights,
     set_rng_states,
 )
-from streamrec.train.budget import Plan, Recipe, resolve_config
 from streamrec.train.config import TrainConfig
 from streamrec.train.schedules import make_optimizer, make_scheduler
+from streamrec.train.stopping import EarlyStopping
 
 CURVE_FILE = "training_curve.png"
 
 #: config fields that may differ between an interrupted run and its resumption (they do not
 #: change what is computed).
 RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epochs",
-                                "diagnostics"})
+                                "diagnostics", "time_budget"})
 
 
 #: Validation metrics shown on each epoch line besides the early-stopping metric.
@@ -103,6 +104,8 @@ class TrainResult:
     valid_tail_std: float | None = None
     fit: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None
+    #: why training ended before ``epochs``: "early stopping", "time budget" or None
+    stop_reason: str | None = None
 
 
 #: how many of the last validations :attr:`TrainResult.valid_tail_std` spans
@@ -232,8 +235,14 @@ class Trainer:
         self.best_epoch: int = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_evals = 0
+        #: smoothed, patient early stopping (:mod:`streamrec.train.stopping`)
+        self.stopper = EarlyStopping(cfg.metric_mode, cfg.patience or 0, cfg.smooth,
+                                     cfg.min_epochs or 0)
         self.should_stop = False
         self.stopped_early = False
+        self.stop_reason: str | None = None
+        #: set when ``cfg.time_budget`` ran out (the epoch in progress ends at once)
+        self.out_of_time = False
         self.train_seconds = 0.0
         #: pre-clip global grad norm of the latest step (0-d tensor on the model's device)
         self.last_grad_norm: torch.Tensor | None = None
@@ -436,6 +445,10 @@ class Trainer:
                 self.global_step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, step, losses[-1])
+                if (cfg.time_budget is not None and self.train_seconds
+                        + time.perf_counter() - t0 >= cfg.time_budget):
+                    self.out_of_time = True
+                    break
             if step < 0:
                 raise RuntimeError(
                     f"{type(model).__name__}.batches yielded no batch in epoch {epoch}"
@@ -443,7 +456,8 @@ class Trainer:
             if checked < len(losses):
                 loss_sum += self._check_losses(losses, checked, epoch)
         n_steps = len(losses)
-        if n_steps != self.steps_per_epoch and not self._warned_batches:
+        if (n_steps != self.steps_per_epoch and not self._warned_batches
+                and not self.out_of_time):
             self._warned_batches = True
             self.console.print(
                 f"[yellow]warning: {type(model).__name__}.num_batches said "
@@ -462,13 +476,19 @@ class Trainer:
         if own:
             record["model"] = {str(k): float(v) for k, v in own.items()}
 
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs:
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs or self.out_of_time:
             logs = self._run_validation()
             if logs is not None:
                 record["valid"] = logs
                 self._update_best(epoch, logs)
         record["seconds"] = time.perf_counter() - t0
         self.train_seconds += record["seconds"]
+        if cfg.time_budget is not None and self.train_seconds >= cfg.time_budget:
+            self.out_of_time = True
+        if self.out_of_time:
+            record["time_budget"] = True
+            self.should_stop = True
+            self.stop_reason = "time budget"
         self.epoch = epoch
         self.history.append(record)
         if self.run_dir is not None:
@@ -528,19 +548,19 @@ class Trainer:
         return value < self.best_metric
 
     def _update_best(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """Keep the weights of the best raw validation value; stop on the smoothed curve."""
         value = logs[self.cfg.valid_metric]
         if self._improved(value):
             self.best_metric = float(value)
             self.best_epoch = epoch
             self.best_state = cpu_state_dict(self.model)
-            self.bad_evals = 0
             if self.run_dir is not None:
                 save_weights(self.best_state, self._path(WEIGHTS_FILE),
                              {"format": "pt", "epoch": str(epoch)})
-        else:
-            self.bad_evals += 1
-            if self.cfg.patience and self.bad_evals >= self.cfg.patience:
-                self.should_stop = True
+        if self.stopper.update(epoch, float(value)):
+            self.should_stop = True
+            self.stop_reason = self.stop_reason or "early stopping"
+        self.bad_evals = self.stopper.bad
 
     def _summary(self, valid: Mapping[str, float]) -> dict[str, float]:
         """The early-stopping metric and a few others, for one console line."""
@@ -560,7 +580,15 @@ class Trainer:
             if self.best_epoch == record["epoch"]:
                 parts.append("[green]* best[/green]")
         parts.append(f"{record['seconds']:.1f}s")
-        if self.should_stop and self.stopped_early:
+        if self.should_stop and self.stop_reason == "time budget":
+            from streamrec.train.budget import format_duration
+
+            kept = (f"keeping the best validated epoch {self.best_epoch + 1} "
+                    f"({self.cfg.valid_metric}={_fmt(self.best_metric)})"
+                    if self.best_state is not None else "keeping the last weights")
+            parts.append(f"[yellow]time budget {format_duration(self.cfg.time_budget)} "
+                         f"reached: {kept}[/yellow]")
+        elif self.should_stop and self.stopped_early:
             parts.append(f"[yellow]early stop (best epoch {self.best_epoch})[/yellow]")
         self.console.print("  ".join(parts), highlight=False, soft_wrap=True)
 
@@ -577,6 +605,8 @@ class Trainer:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "bad_evals": self.bad_evals,
+            "stopping": self.stopper.state_dict(),
+            "stop_reason": self.stop_reason,
             "best_state": self.best_state,
             "should_stop": self.should_stop,
             "stopped_early": self.stopped_early,
@@ -618,6 +648,9 @@ class Trainer:
         self.best_metric = state["best_metric"]
         self.best_epoch = int(state["best_epoch"])
         self.bad_evals = int(state["bad_evals"])
+        if "stopping" in state:
+            self.stopper.load_state_dict(state["stopping"])
+        self.stop_reason = state.get("stop_reason")
         self.best_state = state["best_state"]
         self.should_stop = bool(state["should_stop"])
         self.stopped_early = bool(state["stopped_early"])
@@ -659,6 +692,7 @@ class Trainer:
             history=list(self.history),
             valid_tail_std=valid_tail_std(self.history, self.cfg.valid_metric),
             budget=dataclasses.asdict(self.plan) if self.plan is not None else None,
+            stop_reason=self.stop_reason if self.stopped_early else None,
         )
 
 
