@@ -267,7 +267,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         ax.set_xlabel("interactions in the dataset")
         ax.set_ylabel("NDCG@10 ratio")
         ax.set_title(f"NDCG@10: {title}")
-    axes[0].legend(fontsize=7, ncol=2)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
