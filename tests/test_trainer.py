@@ -137,7 +137,7 @@ def make_model(dropout: float = 0.0, seed: int = 0, **kw) -> ToyMF:
 
 def cfg(**kw) -> TrainConfig:
     base = dict(epochs=6, batch_size=64, lr=0.05, progress=False, valid_metric="neg_loss",
-                patience=0, seed=3)
+                patience=0, seed=3, smooth=1, min_epochs=0)  # the classic stopping rule
     base.update(kw)
     return TrainConfig(**base)
 

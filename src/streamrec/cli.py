@@ -408,11 +408,21 @@ def train(
                                "on each)."),
     rdzv: str | None = typer.Option(None, help="With --nproc: HOST:PORT of the rendezvous "
                                     "every node joins."),
+    time_budget: str | None = typer.Option(
+        None, "--time-budget", help="Wall-clock limit of training, e.g. 90s, 5m, 1.5h; the "
+        "run ends with its best validated epoch."),
 ) -> None:
     """Train a model on a dataset; evaluate it on the validation and test parts."""
     from streamrec.run import train_run
 
     ks = _parse_ks(k)
+    if time_budget is not None:
+        from streamrec.train.budget import parse_duration
+
+        try:
+            set_ = [*set_, f"train.time_budget={parse_duration(time_budget)}"]
+        except ValueError as e:
+            _fail(f"--time-budget: {e}")
     if nproc is not None and not os.environ.get("TORCHELASTIC_RUN_ID"):
         _train_launch(model, data, out, config, set_, resume, overwrite, k, quiet, nproc,
                       nnodes, rdzv, test_history, average)

@@ -126,6 +126,16 @@ def build_training_sequences(
     [n_windows, max_len]; a sequence of ``n`` events gives ``ceil((n - 1) / max_len)`` windows;
     sequences of one event give none.
     """
+    return training_windows(train, max_len, session_gap_minutes)[0]
+
+
+def training_windows(
+    train: Dataset, max_len: int = 50, session_gap_minutes: float | None = None
+) -> tuple[SequenceBatch, np.ndarray, np.ndarray]:
+    """:func:`build_training_sequences` with where each window comes from:
+    ``(windows, sequence [W], rank [W])``: ``sequence`` numbers the user history (or session)
+    a window is cut from, ``rank`` is 0 for its most recent window, 1 for the one before, ...
+    (windows of one sequence are consecutive rows, most recent first)."""
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     seqs = user_sequences(train)
@@ -149,12 +159,41 @@ def build_training_sequences(
             return None
         return np.where(valid, col[pos + shift] + 1, PAD).astype(np.int64)
 
-    return SequenceBatch(
+    windows = SequenceBatch(
         items=gather(seqs.items, 0),
         targets=gather(seqs.items, 1),
         category=gather(seqs.category, 0),
         engagement=gather(seqs.engagement, 0),
     )
+    return windows, seg.astype(np.int64), k.astype(np.int64)
+
+
+def sample_windows(sequence: np.ndarray, rank: np.ndarray, cap: int | None,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Indices of the windows one epoch trains on when each sequence gives at most ``cap``:
+    its most recent window always, and ``cap - 1`` of its older ones drawn without replacement
+    with ``rng`` (all of them for a sequence with ``cap`` or fewer; ``cap=None``: every
+    window). The count, :func:`n_sampled_windows`, does not depend on ``rng``."""
+    if cap is None:
+        return np.arange(len(rank))
+    keep = rank < 1 if cap >= 1 else np.zeros(len(rank), dtype=bool)
+    if cap > 1:
+        # a random key per older window; keep the cap - 1 smallest keys of each sequence
+        key = rng.random(len(rank)) + sequence * 2.0  # sorted by sequence, then key
+        older = rank > 0
+        order = np.flatnonzero(older)[np.argsort(key[older], kind="stable")]
+        seq_sorted = sequence[order]
+        first = np.searchsorted(seq_sorted, seq_sorted, side="left")
+        keep[order[np.arange(len(order)) - first < cap - 1]] = True
+    return np.flatnonzero(keep)
+
+
+def n_sampled_windows(sequence: np.ndarray, cap: int | None) -> int:
+    """How many windows :func:`sample_windows` keeps per epoch."""
+    if cap is None:
+        return len(sequence)
+    counts = np.bincount(sequence) if len(sequence) else np.zeros(0, dtype=np.int64)
+    return int(np.minimum(counts, cap).sum())
 
 
 def last_items(

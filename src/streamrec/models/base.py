@@ -7,7 +7,8 @@ statistics of a closed-form model, saves to safetensors the same way) that
   the constructor may read item text, categories and the training interactions, never
   held-out data (it is never given any);
 * declares its options dataclass (``Config``), its name, whether it is ``trainable`` by the
-  shared loop, the ``train_defaults`` it wants from that loop, and the optional packages it
+  shared loop, the ``train_defaults`` it wants from that loop, the ``train_recipe`` its
+  training budget scales with the data, and the optional packages it
   needs (:meth:`Model.required_packages`, checked before anything is trained);
 * if ``trainable`` is False, learns everything in :meth:`Model.fit` (popularity, TF-IDF/SVD,
   GF-CF, the numpy MLP): the trainer calls ``fit(train, validate)`` once and skips the loop;
@@ -82,6 +83,10 @@ class Model(nn.Module):
     task: ClassVar[str] = "none"
     #: options of the training loop this model wants unless the user sets them
     train_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: how the model trains at scale (:class:`streamrec.train.budget.Recipe` fields: batch,
+    #: epochs, minimum steps, ...): the training budget derives the batch size, epochs,
+    #: warm-up, validation interval and patience left unset from it and the data size
+    train_recipe: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: ModelConfig, train: Dataset) -> None:
         super().__init__()

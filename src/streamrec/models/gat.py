@@ -50,9 +50,9 @@ class GAT(GraphRecommender):
     Config = GATConfig
     normalized_graph = False  # attention weights the edges
     #: attention costs one value per edge per step: twice LightGCN's batch, fewer epochs
-    train_defaults: ClassVar[dict[str, Any]] = {
-        **LightGCN.train_defaults,
-        "batch_size": 2 * LightGCN.train_defaults["batch_size"],
+    train_recipe: ClassVar[dict[str, Any]] = {
+        **LightGCN.train_recipe,
+        "batch_size": 2 * LightGCN.train_recipe["batch_size"],
         "epochs": 10,
     }
 

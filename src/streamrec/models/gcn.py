@@ -36,7 +36,7 @@ class GCN(GraphRecommender):
 
     name = "gcn"
     Config = GCNConfig
-    train_defaults: ClassVar[dict[str, Any]] = {**LightGCN.train_defaults, "epochs": 20}
+    train_recipe: ClassVar[dict[str, Any]] = {**LightGCN.train_recipe, "epochs": 20}
 
     def __init__(self, config: GCNConfig, train: Dataset) -> None:
         super().__init__(config, train)

@@ -38,7 +38,7 @@ class GraphSAGE(GraphRecommender):
     name = "graphsage"
     Config = GraphSAGEConfig
     normalized_graph = False  # the mean aggregation normalises by the degree
-    train_defaults: ClassVar[dict[str, Any]] = {**LightGCN.train_defaults, "epochs": 20}
+    train_recipe: ClassVar[dict[str, Any]] = {**LightGCN.train_recipe, "epochs": 20}
 
     def __init__(self, config: GraphSAGEConfig, train: Dataset) -> None:
         super().__init__(config, train)

@@ -126,9 +126,10 @@ class LDiffRec(UserBatches, Recommender):
 
     name = "l-diffrec"
     Config = LDiffRecConfig
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-3, "batch_size": 400, "epochs": 100, "patience": 10, "valid_metric": "ndcg@20",
-    }
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "valid_metric": "ndcg@20"}
+    #: batch 400 for 100 epochs (Wang et al.); users are the examples
+    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 400, "epochs": 100,
+                                              "min_steps_per_epoch": 20}
 
     def __init__(self, config: LDiffRecConfig, train: Dataset) -> None:
         super().__init__(config, train)

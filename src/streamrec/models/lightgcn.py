@@ -53,11 +53,14 @@ class LightGCN(GraphRecommender):
     Config = LightGCNConfig
     #: 5 epochs: on Gowalla the 20-epoch curve is flat after epoch 4 (``docs/graph.md``)
     train_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 5,
-        "batch_size": 16384,
         "lr": 3e-2,
         "schedule": "cosine",
         "valid_metric": "recall@20",
+    }
+    #: batch 16,384 for 5 epochs at Gowalla scale (``benchmarks/results/gowalla_lightgcn.md``);
+    #: on smaller data a smaller batch, 50 steps per epoch and 500 steps at least
+    train_recipe: ClassVar[dict[str, Any]] = {
+        "batch_size": 16384, "epochs": 5, "min_steps_per_epoch": 50, "min_steps": 500,
     }
 
     def __init__(self, config: LightGCNConfig, train: Dataset) -> None:

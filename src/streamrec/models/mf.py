@@ -62,7 +62,11 @@ class MF(Recommender, VectorRetriever):
 
     name = "mf"
     Config = MFConfig
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-3, "batch_size": 8192, "epochs": 12}
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-3}
+    #: batch 8,192 for 12 epochs at Gowalla scale (``benchmarks/results/gowalla_mf.md``); at
+    #: least 1,200 steps, so small data gets a smaller batch and more epochs
+    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 8192, "epochs": 12,
+                                              "min_steps": 1200}
 
     def __init__(self, config: MFConfig, train: Dataset) -> None:
         super().__init__(config, train)

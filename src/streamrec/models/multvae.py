@@ -194,8 +194,11 @@ class MultAutoencoder(Recommender, VectorRetriever):
     Config: ClassVar[type[MultConfig]] = MultConfig
     #: the paper's batch (500 users) and Adam step; 100 epochs (the paper: 200) with a patience
     #: of 10 validations, since a small data set has only a few steps an epoch
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 100, "batch_size": 500, "lr": 1e-3, "valid_metric": "ndcg@20", "patience": 10}
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "valid_metric": "ndcg@20"}
+    #: batch 500 for 100 epochs (Liang et al.); users are the examples, so small data gets a
+    #: smaller batch (20 steps per epoch at least)
+    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 500, "epochs": 100,
+                                              "min_steps_per_epoch": 20}
 
     def __init__(self, config: MultConfig, train: Dataset) -> None:
         super().__init__(config, train)

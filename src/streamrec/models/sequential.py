@@ -3,9 +3,12 @@
 A subclass only writes :meth:`SequentialRecommender.encode`: padded sequences [B, L] to hidden
 states [B, L, d]. Everything else is here:
 
-* **batches**: the training windows of :func:`streamrec.data.sequences.build_training_sequences`
+* **batches**: the training windows of :func:`streamrec.data.sequences.training_windows`
   (inputs ``x[:-1]``, targets ``x[1:]``, left-padded, 0 = padding), shuffled with the epoch's
-  ``rng``; with ``loss="sampled"`` the batch also carries its negatives, drawn from the same rng;
+  ``rng``; a long history gives at most ``max_windows_per_sequence`` windows per epoch (its
+  most recent one and older ones drawn with the epoch's rng: a cap on the work per epoch,
+  deterministic per epoch, and over epochs every window is seen); with ``loss="sampled"`` the
+  batch also carries its negatives, drawn from the same rng;
 * **input embedding**: item embedding (+ category embedding, + engagement-type embedding when
   ``use_category`` / ``use_engagement`` and the data has them);
 * **loss** at every non-pad position ``t`` with hidden ``h_t`` and target ``y_t``:
@@ -50,10 +53,12 @@ from streamrec.data.dataset import ENGAGEMENT_TYPES, Dataset
 from streamrec.data.sequences import (
     SequenceBatch,
     UserSequences,
-    build_training_sequences,
     item_categories,
     last_items,
     n_categories,
+    n_sampled_windows,
+    sample_windows,
+    training_windows,
     user_sequences,
 )
 from streamrec.models.base import (
@@ -81,6 +86,8 @@ class SequentialConfig(ModelConfig):
     session_gap_minutes: float | None = None  # cut histories at inactivity gaps (None: no cut)
     init_std: float = 0.02
     repeat_bias: bool = True  # a learned logit offset for items already in the input sequence
+    #: windows of one history per epoch at most (the latest + sampled older ones; None: all)
+    max_windows_per_sequence: int | None = 3
 
     def check(self) -> list[str]:
         return [
@@ -93,6 +100,7 @@ class SequentialConfig(ModelConfig):
             *at_least("pop_alpha", self.pop_alpha, 0),
             *at_least("session_gap_minutes", self.session_gap_minutes, 0, strict=True),
             *at_least("init_std", self.init_std, 0, strict=True),
+            *at_least("max_windows_per_sequence", self.max_windows_per_sequence, 1),
         ]
 
 
@@ -163,11 +171,12 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
     Config = SequentialConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
-        "batch_size": 256,
-        "epochs": 100,
-        "patience": 5,
         "valid_metric": "ndcg@10",
     }
+    #: batch 256 for 20 epochs of windows on large data; at least 1,500 steps (small data:
+    #: smaller batches, more epochs)
+    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 256, "epochs": 20,
+                                              "min_steps": 1500}
 
     def __init__(self, config: SequentialConfig, train: Dataset) -> None:
         super().__init__(config, train)
@@ -200,7 +209,7 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
                              persistent=False)
         self._q = q
         self.repeat = nn.Parameter(torch.zeros(())) if config.repeat_bias else None
-        self._train_cache: tuple[Dataset, SequenceBatch] | None = None
+        self._train_cache: tuple[Dataset, SequenceBatch, np.ndarray, np.ndarray] | None = None
         self._history_cache: tuple[Dataset, UserSequences] | None = None
 
     # ------------------------------------------------------------------ encoding
@@ -235,22 +244,26 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
 
     # ------------------------------------------------------------------ training
     def training_sequences(self, train: Dataset) -> SequenceBatch:
-        """The training windows of ``train`` (built once per training view)."""
+        """All the training windows of ``train`` (built once per training view)."""
+        return self._windows(train)[0]
+
+    def _windows(self, train: Dataset) -> tuple[SequenceBatch, np.ndarray, np.ndarray]:
         if self._train_cache is None or self._train_cache[0] is not train:
-            seqs = build_training_sequences(
-                train, self.config.max_len, self.config.session_gap_minutes
-            )
-            self._train_cache = (train, seqs)
-        return self._train_cache[1]
+            self._train_cache = (train, *training_windows(
+                train, self.config.max_len, self.config.session_gap_minutes))
+        return self._train_cache[1:]
 
     def num_batches(self, train: Dataset, batch_size: int) -> int:
-        return max(1, -(-len(self.training_sequences(train)) // batch_size))
+        _, sequence, _ = self._windows(train)
+        n = n_sampled_windows(sequence, self.config.max_windows_per_sequence)
+        return max(1, -(-n // batch_size))
 
     def batches(
         self, train: Dataset, batch_size: int, rng: np.random.Generator
     ) -> Iterator[dict[str, np.ndarray]]:
-        data = self.training_sequences(train)
-        order = rng.permutation(len(data))
+        data, sequence, rank = self._windows(train)
+        chosen = sample_windows(sequence, rank, self.config.max_windows_per_sequence, rng)
+        order = chosen[rng.permutation(len(chosen))]
         n_batches = self.num_batches(train, batch_size)
         for b in range(n_batches):
             part = data.take(order[b * batch_size : (b + 1) * batch_size])

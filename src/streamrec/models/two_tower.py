@@ -276,14 +276,14 @@ class TwoTower(Recommender, VectorRetriever):
     Config = TwoTowerConfig
     train_defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
-        "batch_size": 1024,
-        "epochs": 10,
-        "patience": 3,
         "valid_metric": "recall@20",
     }
     #: the uniform negatives are shared by the batch (data-parallel shares keep them whole;
     #: each share's in-batch negatives are its own rows)
     shared_batch_fields = frozenset({"uniform"})
+    #: in-batch negatives want a large batch: 1,024 for 10 epochs at scale, 256 at least
+    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 1024, "epochs": 10,
+                                              "min_batch_size": 256, "min_steps": 1000}
 
     @classmethod
     def required_packages(cls, config: TwoTowerConfig) -> tuple[str, ...]:

@@ -32,27 +32,38 @@ SECTIONS = ("model", "train", "split")
 
 @dataclasses.dataclass
 class TrainConfig(Options):
-    """Options of the training loop (see ``docs/training.md`` for the full table)."""
+    """Options of the training loop (see ``docs/training.md`` for the full table).
+
+    ``None`` in ``epochs``, ``batch_size``, ``warmup_epochs``, ``eval_every``, ``patience`` and
+    ``min_epochs`` means: resolved by the training budget from the size of the data and the
+    model's recipe when training starts (:mod:`streamrec.train.budget`).
+    """
 
     kind = "train option"
 
-    epochs: int = 20
-    batch_size: int = 1024
+    epochs: int | None = None
+    batch_size: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "constant"
-    warmup_epochs: float = 0.0
+    warmup_epochs: float | None = None
     step_size: int = 10
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
     clip_norm: float | None = None
-    patience: int = 5
+    patience: int | None = None
+    #: no early stop before this many epochs
+    min_epochs: int | None = None
+    #: early stopping compares the mean of the last ``smooth`` validations (1: raw values)
+    smooth: int = 3
     valid_metric: str = "ndcg@20"
     metric_mode: str = "max"
-    eval_every: int = 1
+    eval_every: int | None = None
+    #: wall-clock seconds of training at most (``--time-budget 5m``); the best epoch is kept
+    time_budget: float | None = None
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -80,12 +91,16 @@ class TrainConfig(Options):
             *in_range("momentum", self.momentum, 0, 1, high_open=True),
             *[p for i, b in enumerate(self.betas)
               for p in in_range(f"betas[{i}]", b, 0, 1, high_open=True)],
-            *in_range("warmup_epochs", self.warmup_epochs, 0, self.epochs),
+            *in_range("warmup_epochs", self.warmup_epochs, 0,
+                      self.epochs if self.epochs is not None else float("inf")),
             *at_least("step_size", self.step_size, 1),
             *at_least("gamma", self.gamma, 0, strict=True),
             *in_range("min_lr_ratio", self.min_lr_ratio, 0, 1),
             *at_least("clip_norm", self.clip_norm, 0, strict=True),
             *at_least("patience", self.patience, 0),
+            *at_least("min_epochs", self.min_epochs, 0),
+            *at_least("smooth", self.smooth, 1),
+            *at_least("time_budget", self.time_budget, 0, strict=True),
             *one_of("metric_mode", self.metric_mode, ("max", "min")),
             *at_least("eval_every", self.eval_every, 1),
             *at_least("seed", self.seed, 0),

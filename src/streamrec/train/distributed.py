@@ -198,6 +198,19 @@ def all_mean(value: float, dist: Dist | None) -> float:
     return float(t.item()) / dist.world_size
 
 
+def any_rank(flag: bool, dist: Dist | None) -> bool:
+    """Whether ``flag`` is true on any rank (every rank calls; the same answer on all of them:
+    a decision such as "the time budget ran out" that the ranks must take together)."""
+    if dist is None or dist.world_size == 1:
+        return flag
+    import torch.distributed as tdist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32,
+                     device=dist.device if dist.backend == "nccl" else "cpu")
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """Torch seed of rank ``rank`` for an epoch whose rank-0 seed is ``seed`` (rank 0 keeps it,
     so one process reproduces a run without ``--nproc``); other ranks draw their own dropout /

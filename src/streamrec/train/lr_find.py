@@ -32,7 +32,7 @@ import torch
 
 from streamrec.common import resolve_device
 from streamrec.data.dataset import Dataset, load_dataset
-from streamrec.train.trainer import move_to_device
+from streamrec.train.trainer import move_to_device, resolve_budget
 
 
 @dataclasses.dataclass
@@ -110,6 +110,7 @@ def lr_range_test(
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
     if num_steps < 2:
         raise ValueError("num_steps must be >= 2")
+    train_cfg, _ = resolve_budget(train_cfg, model, train)  # the run's batch size
     device = resolve_device(train_cfg.device)
     model.to(device)
     model.train()
@@ -225,6 +226,7 @@ def lr_find(
         torch.set_num_threads(int(train_cfg.threads))
     torch.manual_seed(train_cfg.seed)
     model = cls(model_cfg, train)
+    train_cfg, _ = resolve_budget(train_cfg, model, train)
     result = lr_range_test(model, train, train_cfg, start_lr, end_lr, num_steps, beta, diverge)
     result.model = model_name
     if out_png is not None:

@@ -65,8 +65,9 @@ def make_optimizer(
 
 
 def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
-    """Number of linear-warmup steps: ``round(warmup_epochs * steps_per_epoch)``."""
-    return int(round(cfg.warmup_epochs * steps_per_epoch))
+    """Number of linear-warmup steps: ``round(warmup_epochs * steps_per_epoch)`` (0 when
+    ``warmup_epochs`` is unset: the trainer fills it in from the budget first)."""
+    return int(round((cfg.warmup_epochs or 0.0) * steps_per_epoch))
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:

@@ -36,6 +36,7 @@ import torch
 from streamrec.common import resolve_device, write_text_atomic
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import Model, Validate, Validator
+from streamrec.train.budget import Plan, Recipe, resolve_config
 from streamrec.train.checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -51,13 +52,14 @@ from streamrec.train.checkpoint import (
 )
 from streamrec.train.config import TrainConfig
 from streamrec.train.schedules import make_optimizer, make_scheduler
+from streamrec.train.stopping import EarlyStopping
 
 CURVE_FILE = "training_curve.png"
 
 #: config fields that may differ between an interrupted run and its resumption (they do not
 #: change what is computed).
 RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epochs",
-                                "diagnostics"})
+                                "diagnostics", "time_budget"})
 
 
 #: Validation metrics shown on each epoch line besides the early-stopping metric.
@@ -88,6 +90,9 @@ class TrainResult:
     history: one dict per epoch, as in ``metrics.jsonl``.
     fit: what a closed-form model's ``fit`` chose by itself (:meth:`Model.fit_report`, e.g. the
         options it picked on validation); None for trained models or when it reports nothing.
+    budget: what the training budget resolved (:class:`~streamrec.train.budget.Plan` as a
+        dict: batch size, steps, epochs, warm-up, validation interval, patience); None for
+        closed-form models.
     """
 
     best_epoch: int
@@ -98,6 +103,9 @@ class TrainResult:
     history: list[dict[str, Any]]
     valid_tail_std: float | None = None
     fit: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
+    #: why training ended before ``epochs``: "early stopping", "time budget" or None
+    stop_reason: str | None = None
 
 
 #: how many of the last validations :attr:`TrainResult.valid_tail_std` spans
@@ -207,7 +215,9 @@ class Trainer:
 
         self.model = model
         self.train_data = train
-        self.cfg = cfg
+        #: the options with the budget's choices filled in (see :mod:`streamrec.train.budget`)
+        self.cfg, self.plan = resolve_budget(cfg, model, train)
+        cfg = self.cfg
         self.dist = dist if dist is not None and dist.world_size > 1 else None
         #: where a resume reads the checkpoint; run_dir (what this process writes) is None on
         #: every rank but 0
@@ -234,8 +244,14 @@ class Trainer:
         self.best_epoch: int = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_evals = 0
+        #: smoothed, patient early stopping (:mod:`streamrec.train.stopping`)
+        self.stopper = EarlyStopping(cfg.metric_mode, cfg.patience or 0, cfg.smooth,
+                                     cfg.min_epochs or 0)
         self.should_stop = False
         self.stopped_early = False
+        self.stop_reason: str | None = None
+        #: set when ``cfg.time_budget`` ran out (the epoch in progress ends at once)
+        self.out_of_time = False
         self.train_seconds = 0.0
         #: pre-clip global grad norm of the latest step (0-d tensor on the model's device)
         self.last_grad_norm: torch.Tensor | None = None
@@ -335,6 +351,9 @@ class Trainer:
                     if p.exists():
                         p.unlink()
 
+        if self.plan is not None:
+            self.console.print(f"[dim]{self.plan.describe()}[/dim]", highlight=False,
+                               soft_wrap=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         epochs_this_call = 0
@@ -456,6 +475,10 @@ class Trainer:
                 self.global_step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, step, losses[-1])
+                if cfg.time_budget is not None and self._over_budget(
+                        self.train_seconds + time.perf_counter() - t0):
+                    self.out_of_time = True
+                    break
             if step < 0:
                 raise RuntimeError(
                     f"{type(model).__name__}.batches yielded no batch in epoch {epoch}"
@@ -467,7 +490,8 @@ class Trainer:
             from streamrec.train.distributed import all_mean
 
             loss_sum = all_mean(loss_sum, self.dist)
-        if n_steps != self.steps_per_epoch and not self._warned_batches:
+        if (n_steps != self.steps_per_epoch and not self._warned_batches
+                and not self.out_of_time):
             self._warned_batches = True
             self.console.print(
                 f"[yellow]warning: {type(model).__name__}.num_batches said "
@@ -486,13 +510,19 @@ class Trainer:
         if own:
             record["model"] = {str(k): float(v) for k, v in own.items()}
 
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs:
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 >= cfg.epochs or self.out_of_time:
             logs = self._run_validation()
             if logs is not None:
                 record["valid"] = logs
                 self._update_best(epoch, logs)
         record["seconds"] = time.perf_counter() - t0
         self.train_seconds += record["seconds"]
+        if cfg.time_budget is not None and self._over_budget(self.train_seconds):
+            self.out_of_time = True
+        if self.out_of_time:
+            record["time_budget"] = True
+            self.should_stop = True
+            self.stop_reason = "time budget"
         self.epoch = epoch
         self.history.append(record)
         if self.run_dir is not None:
@@ -524,6 +554,16 @@ class Trainer:
                 )
         return float(sum(values))
 
+    def _over_budget(self, seconds: float) -> bool:
+        """Whether ``seconds`` of training exhaust ``cfg.time_budget``; with data-parallel
+        ranks, true when it is on any of them (they stop at the same step)."""
+        over = seconds >= self.cfg.time_budget
+        if self.dist is None:
+            return over
+        from streamrec.train.distributed import any_rank
+
+        return any_rank(over, self.dist)
+
     def _run_validation(self) -> dict[str, float] | None:
         if self.validate is None:
             return None
@@ -552,19 +592,19 @@ class Trainer:
         return value < self.best_metric
 
     def _update_best(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """Keep the weights of the best raw validation value; stop on the smoothed curve."""
         value = logs[self.cfg.valid_metric]
         if self._improved(value):
             self.best_metric = float(value)
             self.best_epoch = epoch
             self.best_state = cpu_state_dict(self.model)
-            self.bad_evals = 0
             if self.run_dir is not None:
                 save_weights(self.best_state, self._path(WEIGHTS_FILE),
                              {"format": "pt", "epoch": str(epoch)})
-        else:
-            self.bad_evals += 1
-            if self.cfg.patience and self.bad_evals >= self.cfg.patience:
-                self.should_stop = True
+        if self.stopper.update(epoch, float(value)):
+            self.should_stop = True
+            self.stop_reason = self.stop_reason or "early stopping"
+        self.bad_evals = self.stopper.bad
 
     def _summary(self, valid: Mapping[str, float]) -> dict[str, float]:
         """The early-stopping metric and a few others, for one console line."""
@@ -584,7 +624,15 @@ class Trainer:
             if self.best_epoch == record["epoch"]:
                 parts.append("[green]* best[/green]")
         parts.append(f"{record['seconds']:.1f}s")
-        if self.should_stop and self.stopped_early:
+        if self.should_stop and self.stop_reason == "time budget":
+            from streamrec.train.budget import format_duration
+
+            kept = (f"keeping the best validated epoch {self.best_epoch + 1} "
+                    f"({self.cfg.valid_metric}={_fmt(self.best_metric)})"
+                    if self.best_state is not None else "keeping the last weights")
+            parts.append(f"[yellow]time budget {format_duration(self.cfg.time_budget)} "
+                         f"reached: {kept}[/yellow]")
+        elif self.should_stop and self.stopped_early:
             parts.append(f"[yellow]early stop (best epoch {self.best_epoch})[/yellow]")
         self.console.print("  ".join(parts), highlight=False, soft_wrap=True)
 
@@ -601,6 +649,8 @@ class Trainer:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "bad_evals": self.bad_evals,
+            "stopping": self.stopper.state_dict(),
+            "stop_reason": self.stop_reason,
             "best_state": self.best_state,
             "should_stop": self.should_stop,
             "stopped_early": self.stopped_early,
@@ -642,6 +692,9 @@ class Trainer:
         self.best_metric = state["best_metric"]
         self.best_epoch = int(state["best_epoch"])
         self.bad_evals = int(state["bad_evals"])
+        if "stopping" in state:
+            self.stopper.load_state_dict(state["stopping"])
+        self.stop_reason = state.get("stop_reason")
         self.best_state = state["best_state"]
         self.should_stop = bool(state["should_stop"])
         self.stopped_early = bool(state["stopped_early"])
@@ -684,7 +737,20 @@ class Trainer:
             train_seconds=self.train_seconds,
             history=list(self.history),
             valid_tail_std=valid_tail_std(self.history, self.cfg.valid_metric),
+            budget=dataclasses.asdict(self.plan) if self.plan is not None else None,
+            stop_reason=self.stop_reason if self.stopped_early else None,
         )
+
+
+def resolve_budget(cfg: TrainConfig, model: Model,
+                   train: Dataset) -> tuple[TrainConfig, Plan | None]:
+    """``cfg`` with the budget's choices for the options left unset, and the plan (None for a
+    closed-form model). The data size is the model's examples per epoch:
+    ``model.num_batches(train, 1)``; the recipe is its ``train_recipe``."""
+    if not type(model).trainable:
+        return cfg, None
+    examples = int(model.num_batches(train, 1))
+    return resolve_config(cfg, examples, Recipe.of(type(model).train_recipe))
 
 
 def train_model(

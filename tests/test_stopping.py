@@ -1,0 +1,143 @@
+"""Early stopping on noisy validation curves (streamrec.train.stopping) and the trainer's
+--time-budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamrec.train.stopping import EarlyStopping, stop_epoch
+
+
+def noisy_rising_curve(n: int = 60, seed: int = 0) -> list[float]:
+    """A validation NDCG still rising until about epoch 40 (0.10 * (1 - exp(-t / 12))), with
+    noise of std 0.006 and one lucky early epoch (+0.04 at epoch 2)."""
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    curve = 0.10 * (1 - np.exp(-t / 12)) + rng.normal(0, 0.006, n)
+    curve[2] += 0.04
+    return curve.tolist()
+
+
+def test_classic_rule_stops_on_noise_the_smoothed_one_does_not():
+    curve = noisy_rising_curve()
+    classic = stop_epoch(curve, EarlyStopping("max", patience=5, smooth=1, min_epochs=0))
+    assert classic is not None and classic < 10  # stopped on the lucky epoch 2
+    smoothed = stop_epoch(curve, EarlyStopping("max", patience=5, smooth=3, min_epochs=12))
+    assert smoothed is None or smoothed >= 28  # it goes on to the plateau (92% at 30)
+    # the same over several noise draws
+    for seed in range(1, 6):
+        c = noisy_rising_curve(seed=seed)
+        s = stop_epoch(c, EarlyStopping("max", patience=5, smooth=3, min_epochs=12))
+        assert s is None or s >= 28, seed
+
+
+def test_smoothed_rule_still_stops_when_the_curve_turns_down():
+    t = np.arange(80)
+    rng = np.random.default_rng(0)
+    curve = 0.1 - 0.0002 * (t - 20) ** 2 + rng.normal(0, 0.004, len(t))  # peak at 20
+    e = stop_epoch(curve.tolist(), EarlyStopping("max", patience=5, smooth=3, min_epochs=10))
+    assert e is not None and 22 <= e <= 40
+
+
+def test_min_mode_min_epochs_and_state_round_trip():
+    s = EarlyStopping("min", patience=2, smooth=1, min_epochs=5)
+    assert [s.update(e, v) for e, v in enumerate([1.0, 0.9, 0.95, 0.97, 0.99])] == [
+        False, False, False, False, True]  # bad since epoch 2, but not before epoch 5
+    t = EarlyStopping("min", patience=2, smooth=1, min_epochs=5)
+    t.load_state_dict(s.state_dict())
+    assert t.values == s.values and t.bad == s.bad and t.best_smoothed == 0.9
+    never = EarlyStopping("max", patience=0)
+    assert not any(never.update(e, -e) for e in range(20))
+    with pytest.raises(ValueError):
+        EarlyStopping("up")
+
+
+def test_non_finite_values_count_as_bad():
+    s = EarlyStopping("max", patience=2, smooth=1)
+    assert [s.update(e, v) for e, v in enumerate([0.1, float("nan"), float("nan")])] == [
+        False, False, True]
+
+
+# ---------------------------------------------------------------- --time-budget
+class SlowMF:
+    """Factory of the trainer tests' toy MF whose every step takes 20 ms."""
+
+    @staticmethod
+    def make():
+        import time
+
+        from test_trainer import make_model
+
+        model = make_model()
+        loss = model.loss
+
+        def slow_loss(batch):
+            time.sleep(0.02)
+            return loss(batch)
+
+        model.loss = slow_loss
+        return model
+
+
+def _train_with_budget(tmp_path, seconds, epochs=100):
+    import io
+
+    from rich.console import Console
+
+    from streamrec.train import Trainer
+    from test_trainer import cfg, tiny_dataset
+
+    values = iter(np.linspace(0.1, 0.9, 1000))  # every validation a new best
+    console = Console(file=io.StringIO(), width=200)
+    model = SlowMF.make()
+    trainer = Trainer(model, tiny_dataset(), cfg(epochs=epochs, valid_metric="ndcg@20",
+                                                 patience=5, time_budget=seconds),
+                      tmp_path, validate=lambda m: {"ndcg@20": float(next(values))},
+                      console=console)
+    return trainer.fit(), console.file.getvalue(), model
+
+
+def test_time_budget_ends_with_the_best_checkpoint_and_says_so(tmp_path):
+    # 300 interactions, batch 64: 5 steps (>= 0.1 s) per epoch; 1.5 s is several epochs
+    res, out, model = _train_with_budget(tmp_path, 1.5)
+    assert res.stop_reason == "time budget" and res.stopped_early
+    assert 2 <= res.epochs_run < 100 and res.best_epoch == res.epochs_run - 1
+    assert f"time budget 2s reached: keeping the best validated epoch {res.epochs_run}" in out
+    assert res.history[-1]["time_budget"] is True
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch_equal(saved[k], v), k
+
+
+def test_time_budget_shorter_than_an_epoch_still_validates(tmp_path):
+    res, out, _ = _train_with_budget(tmp_path, 0.05)
+    assert res.epochs_run == 1 and res.best_epoch == 0 and res.best_metric is not None
+    assert res.stop_reason == "time budget" and "time budget" in out
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a.cpu(), b.cpu()))
+
+
+def test_cli_time_budget(tiny_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from streamrec.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", "mf", "--data", str(tiny_dir), "--out", str(run), "--quiet",
+                            "--time-budget", "1s"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    results = __import__("json").loads((run / "results.json").read_text())
+    assert results["train"]["stop_reason"] == "time budget"
+    assert "time budget 1s reached" in r.output and "test:" in r.output
+    bad = runner.invoke(app, ["train", "mf", "--data", str(tiny_dir), "--out", str(run),
+                              "--time-budget", "soon"])
+    assert bad.exit_code != 0 and "error: --time-budget" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
