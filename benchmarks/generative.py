@@ -503,7 +503,8 @@ def part_gowalla(args: argparse.Namespace, ctx: Context) -> None:
             notes.append(f"diffrec fits: ~{need / 2**30:.1f} GiB to train, "
                          f"{have / 2**30:.1f} GiB available")
     rows: dict[str, dict[str, Any]] = {}
-    name_out = f"generative_gowalla{ctx.suffix}"
+    novalid = "_novalid" if ctx.gowalla_valid == "none" else ""
+    name_out = f"generative_gowalla{novalid}{ctx.suffix}"
     partial = common.RESULTS / f"{name_out}.partial.json"
     for name in models:
         base = [] if ctx.quick else list(GOWALLA_SETTINGS.get(name, []))

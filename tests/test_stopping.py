@@ -131,7 +131,9 @@ def test_cli_time_budget(tiny_dir, tmp_path):
 
     runner = CliRunner()
     run = tmp_path / "run"
+    # far more epochs than 1 s allows on any machine, so the budget is what ends training
     r = runner.invoke(app, ["train", "mf", "--data", str(tiny_dir), "--out", str(run), "--quiet",
+                            "--set", "epochs=100000", "--set", "patience=100000",
                             "--time-budget", "1s"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     results = __import__("json").loads((run / "results.json").read_text())
