@@ -149,6 +149,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--eval-batch", type=int, default=1024)
     p.add_argument("--no-eval", action="store_true", help="skip the full-ranking evaluation")
+    p.add_argument("--eval-nprocs", nargs="+", type=int, default=None,
+                   help="the process counts whose launch runs the evaluation (default: all)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per launch")
     p.add_argument("--name", default=None, help="results/NAME.json (default by mode)")
     # worker mode (internal)
@@ -184,7 +186,8 @@ def main() -> None:
     for model in args.models:
         base = None
         for n in args.nprocs:
-            evaluate = model == "mf" and not args.no_eval
+            evaluate = (model == "mf" and not args.no_eval
+                        and (args.eval_nprocs is None or n in args.eval_nprocs))
             print(f"[{model} x{n}] ...", flush=True)
             ranks = launch(args, model, options[model], n, evaluate, tmp / f"{model}-{n}")
             step = max(r["step_seconds"] for r in ranks)

@@ -63,8 +63,10 @@ def _worker(rank: int, port: int, fn_name: str, args: tuple) -> None:
 
     try:
         globals()[fn_name](rank, *args)
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown()
 
 
 def spawn(fn_name: str, *args: Any, timeout: float = TIMEOUT) -> None:

@@ -434,11 +434,16 @@ def train(
         run = train_run(model, data, out, config, set_, resume=resume, overwrite=overwrite,
                         ks=ks, progress=not quiet, console=_console(), distributed=worker,
                         test_history=test_history, average=average)
-    finally:
+    except BaseException:
         if worker:
             from streamrec.train.distributed import shutdown
 
-            shutdown()
+            shutdown(wait=False)
+        raise
+    if worker:
+        from streamrec.train.distributed import shutdown
+
+        shutdown()
     if worker and os.environ["RANK"] != "0":
         return
     _print_trained(run.results, out)

@@ -101,11 +101,18 @@ def current() -> Dist | None:
     return Dist(tdist.get_rank(), tdist.get_world_size(), local_rank, dev, backend)
 
 
-def shutdown() -> None:
-    """Leave the process group (if any)."""
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group (if any). ``wait``: first wait for every rank to get here (the
+    normal end: a rank that tears its connections down while another still writes its run made
+    gloo abort that one at exit); False on an error path, where the others may never come."""
     import torch.distributed as tdist
 
     if tdist.is_available() and tdist.is_initialized():
+        if wait:
+            try:
+                tdist.barrier()
+            except RuntimeError:  # a peer is gone already (killed): nothing to wait for
+                pass
         tdist.destroy_process_group()
 
 
