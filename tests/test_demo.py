@@ -27,7 +27,7 @@ def test_quick_demo_builds_and_judges_the_system(tmp_path):
     board = json.loads((out / "report" / "leaderboard.json").read_text())
     names = {r.get("model") for r in board["rows"]}
     assert {"system", "pop", "mf", "gf-cf", "lightgcn", "cnn-text", "gru", "transformer",
-            "two-tower", "mlp", "mlp-numpy"} <= names
+            "two-tower", "mlp", "mlp-numpy", "ease", "mult-vae", "diffrec", "cfgan"} <= names
     # the system is evaluated like any run, with the same protocol object
     res = runner.invoke(app, ["evaluate", str(out / "system"), "--split", "test", "--json"])
     assert res.exit_code == 0, res.output
