@@ -252,6 +252,8 @@ class Trainer:
         self.stop_reason: str | None = None
         #: set when ``cfg.time_budget`` ran out (the epoch in progress ends at once)
         self.out_of_time = False
+        #: wall time of the latest validation (what the budget keeps for the last one)
+        self._valid_seconds = 0.0
         self.train_seconds = 0.0
         #: pre-clip global grad norm of the latest step (0-d tensor on the model's device)
         self.last_grad_norm: torch.Tensor | None = None
@@ -475,8 +477,9 @@ class Trainer:
                 self.global_step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, step, losses[-1])
+                # stop early enough for the last validation to fit in the budget too
                 if cfg.time_budget is not None and self._over_budget(
-                        self.train_seconds + time.perf_counter() - t0):
+                        self.train_seconds + time.perf_counter() - t0 + self._valid_seconds):
                     self.out_of_time = True
                     break
             if step < 0:
@@ -569,11 +572,13 @@ class Trainer:
             return None
         was_training = self.model.training
         self.model.eval()
+        t0 = time.perf_counter()
         try:
             with torch.no_grad():
                 raw = self.validate(self.model)
         finally:
             self.model.train(was_training)
+        self._valid_seconds = time.perf_counter() - t0
         logs = {str(k): float(v) for k, v in dict(raw).items()}
         if type(self.model).trainable and self.cfg.valid_metric not in logs:
             raise KeyError(
