@@ -116,6 +116,14 @@ def test_existing_run_needs_resume_or_overwrite(world, tmp_path):
     assert "choose one" in line
 
 
+def test_overwrite_with_a_bad_option_keeps_the_old_run(world, tmp_path):
+    out = tmp_path / "run"
+    ok(*train_args(world, out, "epochs=1", "dim=8"))
+    assert "time_budget" in fails(*train_args(world, out, "time_budget=soon"), "--overwrite")
+    assert "dim" in fails(*train_args(world, out, "dim=-3"), "--overwrite")
+    assert json.loads((out / "config.json").read_text())["model_config"]["dim"] == 8
+
+
 def test_overwrite_refuses_a_directory_that_is_not_a_run(world, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

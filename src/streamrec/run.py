@@ -111,8 +111,10 @@ def as_run(run: Run | str | Path) -> Run:
     return run if isinstance(run, Run) else load_run(run)
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """Check that ``out`` can take a new run (or a resumed one); clear it on ``overwrite``."""
+def _prepare_out(out: Path, resume: bool, overwrite: bool, clear: bool = True) -> None:
+    """Check that ``out`` can take a new run (or a resumed one); clear it on ``overwrite``
+    (``clear=False``: only check, so that options, data and model are checked before an old
+    run is deleted)."""
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file; give a directory for the run")
     if resume or not out.exists() or not any(out.iterdir()):
@@ -124,7 +126,8 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
     if not (out / CONFIG_FILE).is_file():
         raise RunError(f"--overwrite refuses to clear {out}: it is not a run directory (no "
                        f"{CONFIG_FILE}); choose another --out")
-    shutil.rmtree(out)
+    if clear:
+        shutil.rmtree(out)
 
 
 def _saved_config(out: Path | None, model_name: str) -> dict[str, Any]:
@@ -185,7 +188,7 @@ def train_run(
     # a torchrun worker: rank 0 alone prepares and writes the run directory
     main = not distributed or int(os.environ.get("RANK", "0")) == 0
     if out_path is not None and main:
-        _prepare_out(out_path, resume, overwrite)
+        _prepare_out(out_path, resume, overwrite, clear=False)  # cleared once all is checked
     cls = get_model_class(model_name)
     check_protocol(test_history, average)
     if cls.task == "click":
@@ -229,6 +232,8 @@ def train_run(
     torch.manual_seed(train_cfg.seed)
     model = cls(model_cfg, train)  # data-dependent checks fail here, before any file exists
     model.to(device)
+    if out_path is not None and main:
+        _prepare_out(out_path, resume, overwrite)  # --overwrite: the old run goes only now
 
     config = {
         "streamrec_version": __version__,

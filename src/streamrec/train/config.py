@@ -78,6 +78,13 @@ class TrainConfig(Options):
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, value.lower())
+        if isinstance(self.time_budget, str):  # --set time_budget=5m, a config file's "90s"
+            from streamrec.train.budget import parse_duration
+
+            try:
+                self.time_budget = parse_duration(self.time_budget)
+            except ValueError as e:
+                raise ValueError(f"time_budget: {e}") from None
         super().__post_init__()
 
     def check(self) -> list[str]:
