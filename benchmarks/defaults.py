@@ -152,17 +152,9 @@ def dataset_dir(name: str, work: Path) -> Path:
 # ====================================================================== models
 def ranking_models() -> list[str]:
     """Trainable ranking models whose packages are installed."""
-    from streamrec.models import available_models, get_model_class
+    from streamrec.models import models_where
 
-    out = []
-    for name in available_models():
-        try:
-            cls = get_model_class(name)
-        except ImportError:
-            continue
-        if cls.trainable and cls.task == "ranking":
-            out.append(name)
-    return out
+    return models_where(lambda cls: cls.trainable and cls.task == "ranking")
 
 
 def run_one(model: str, data: Path, overrides: list[str], time_limit: float, threads: int,

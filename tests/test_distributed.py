@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamrec.models import available_models, get_model_class
+from streamrec.models import models_where
 
 WORLD = 2
 TIMEOUT = 120
@@ -233,15 +233,7 @@ def test_killed_rank_then_resume_gives_the_uninterrupted_result(
 
 # ================================================================== 4. every trainable model
 def _trainable() -> list[str]:
-    out = []
-    for name in available_models():
-        try:
-            cls = get_model_class(name)
-        except ImportError:
-            continue
-        if cls.trainable:
-            out.append(name)
-    return out
+    return models_where(lambda cls: cls.trainable)
 
 
 def _train_every_model(rank: int, data: str, root: str, names: list[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -105,15 +106,21 @@ def _importable(package: str) -> bool:
         return False
 
 
-def models_with(capability: type) -> list[str]:
-    """Names of the registered models that have ``capability`` (a mixin of
-    :mod:`streamrec.models.base`), among those whose packages are installed."""
+def models_where(keep: Callable[[type], bool]) -> list[str]:
+    """Names of the registered models whose class passes ``keep`` (e.g. ``lambda c:
+    c.trainable``), among those whose packages are installed."""
     out = []
     for name in available_models():
         try:
             cls = get_model_class(name)
         except ImportError:
             continue
-        if issubclass(cls, capability):
+        if keep(cls):
             out.append(name)
     return out
+
+
+def models_with(capability: type) -> list[str]:
+    """Names of the registered models that have ``capability`` (a mixin of
+    :mod:`streamrec.models.base`), among those whose packages are installed."""
+    return models_where(lambda cls: issubclass(cls, capability))
