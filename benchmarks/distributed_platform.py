@@ -137,6 +137,28 @@ def launch(args: argparse.Namespace, model: str, options: list[str], nproc: int,
     return ranks
 
 
+def _key(row: dict[str, Any]) -> tuple[str, int, bool]:
+    return row["model"], row["nproc"], "eval_seconds" in row
+
+
+def merged(name: str, rows: list[dict[str, Any]], models: dict[str, list[str]],
+           ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """``rows`` and the rows of the earlier ``results/NAME.json`` not measured again (same
+    model, process count and evaluation or not), in model order; the models' options of both."""
+    from common import RESULTS
+
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return rows, models
+    old = json.loads(path.read_text())
+    new_keys = {_key(r) for r in rows}
+    kept = [r for r in old["rows"] if _key(r) not in new_keys]
+    order = list(MODELS)
+    every = sorted(kept + rows, key=lambda r: (order.index(r["model"]), "eval_seconds" in r,
+                                               r["nproc"]))
+    return every, {**old["protocol"].get("models", {}), **models}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="the platform world's directory")
@@ -153,6 +175,10 @@ def main() -> None:
                    help="the process counts whose launch runs the evaluation (default: all)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per launch")
     p.add_argument("--name", default=None, help="results/NAME.json (default by mode)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of results/NAME.json that this run does not measure "
+                        "again (same model, process count and with / without evaluation): "
+                        "the table can be measured in pieces")
     # worker mode (internal)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -208,24 +234,28 @@ def main() -> None:
                 row["eval_metrics"] = ranks[0]["eval_metrics"]
             rows.append(row)
             print(f"[{model} x{n}] {step * 1000:.1f} ms/step", flush=True)
-    lines = ["| model | processes | ms / step | epoch (s, est.) | scaling efficiency | "
-             "peak RSS / process (GB) | full-ranking eval (s) |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        eff = "-" if r["nproc"] == 1 else f"{r['scaling_efficiency'] / r['nproc']:.2f}"
-        ev = f"{r['eval_seconds']:.0f} ({r['eval_users']} users)" if "eval_seconds" in r else "-"
-        lines.append(f"| {r['model']} | {r['nproc']} | {r['step_seconds'] * 1000:.1f} | "
-                     f"{r['epoch_seconds']:.1f} | {eff} | "
-                     f"{', '.join(str(x) for x in r['peak_rss_gb_per_process'])} | {ev} |")
     for r in rows:
         if r["nproc"] > 1 and r["scaling_efficiency"] is not None:
             r["scaling_efficiency"] = r["scaling_efficiency"] / r["nproc"]
     name = args.name or ("distributed_platform_quick" if args.quick else "distributed_platform")
+    models = {m: options[m] for m in args.models}
+    if args.merge:
+        rows, models = merged(name, rows, models)
+    lines = ["| model | processes | ms / step | epoch (s, est.) | scaling efficiency | "
+             "peak RSS / process (GB) | full-ranking eval (s) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        eff = ("-" if r["nproc"] == 1 or r["scaling_efficiency"] is None
+               else f"{r['scaling_efficiency']:.2f}")
+        ev = f"{r['eval_seconds']:.0f} ({r['eval_users']} users)" if "eval_seconds" in r else "-"
+        lines.append(f"| {r['model']} | {r['nproc']} | {r['step_seconds'] * 1000:.1f} | "
+                     f"{r['epoch_seconds']:.1f} | {eff} | "
+                     f"{', '.join(str(x) for x in r['peak_rss_gb_per_process'])} | {ev} |")
     write_result(name, {
         "protocol": {"data": str(args.data), "global_batch": args.batch_size,
                      "steps": args.steps, "warmup": args.warmup,
                      "threads_per_process": args.threads, "backend": "gloo (CPU)",
                      "eval": f"full ranking of every test user, {args.eval_batch} users/batch",
-                     "models": {m: options[m] for m in args.models},
+                     "models": models,
                      "scaling_efficiency": "t_step(1 process) / (N * t_step(N processes)), "
                                            "same global batch"},
         "rows": rows}, "\n".join(lines))

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "mlp": "streamrec.models.click_mlp:MLP",
     "mlp-numpy": "streamrec.models.click_mlp_numpy:NumpyMLP",
     "lightgcn": "streamrec.models.lightgcn:LightGCN",
+    "blend": "streamrec.models.blend:Blend",
     "gcn": "streamrec.models.gcn:GCN",
     "graphsage": "streamrec.models.graphsage:GraphSAGE",
     "gat": "streamrec.models.gat:GAT",

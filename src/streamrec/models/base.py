@@ -14,7 +14,10 @@ statistics of a closed-form model, saves to safetensors the same way) that
   GF-CF, the numpy MLP): the trainer calls ``fit(train, validate)`` once and skips the loop;
 * if ``trainable`` is True, yields mini-batches with :meth:`Model.batches` (numpy or torch;
   the trainer moves tensors to the model's device) and returns a scalar loss for a batch with
-  :meth:`Model.loss`; for data-parallel training it splits a batch into the ranks' shares with
+  :meth:`Model.loss`; after the loop, with the best weights restored, the trainer calls
+  ``fit(train, validate)`` once for what the model learns in closed form on top of its
+  trained weights (default: nothing; ``blend`` fits its spectral filter and mixing weight);
+  for data-parallel training it splits a batch into the ranks' shares with
   :meth:`Model.split_batch` (by default: the rows of every array, the fields named in
   ``shared_batch_fields`` whole).
 
@@ -110,7 +113,9 @@ class Model(nn.Module):
 
     # ---------------------------------------------------------------- learning
     def fit(self, train: Dataset, validate: Validate | None = None) -> None:
-        """Closed-form learning for models with ``trainable = False``. Default: nothing.
+        """Closed-form learning: everything a model with ``trainable = False`` learns; for a
+        trainable model, what it learns after the loop (called once, the best weights
+        restored). Default: nothing.
 
         validate: ``model -> {metric: value}`` on the validation part (the same function the
         loop validates with), for a closed-form model that early-stops or chooses its own

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from streamrec.data.dataset import Dataset
-from streamrec.models.multvae import MultAutoencoder, MultConfig
+from streamrec.models.multvae import MultAutoencoder, MultConfig, SparseInputLinear
 
 
 @dataclass
@@ -37,11 +37,12 @@ class MultDAE(MultAutoencoder):
 
     def __init__(self, config: MultDAEConfig, train: Dataset) -> None:
         super().__init__(config, train)
-        self.encoder = nn.Sequential(nn.Linear(train.n_items, config.hidden), nn.Tanh(),
+        self.encoder = nn.Sequential(SparseInputLinear(train.n_items, config.hidden), nn.Tanh(),
                                      nn.Linear(config.hidden, config.latent), nn.Tanh())
         self.init_weights()
 
     def latent(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """The code ``g_φ(h)`` [B, K] of encoder inputs ``h`` [B, I]; no penalty."""
+        """The code ``g_φ(h)`` [B, K] of encoder inputs ``h`` [B, I] (dense or sparse); no
+        penalty."""
         z = self.encoder(h)
         return z, z.new_zeros(())

@@ -1,7 +1,9 @@
 """The one training loop for every torch model of StreamRec.
 
 :class:`Trainer` drives any :class:`~streamrec.models.base.Model` through its contract
-(``batches`` / ``loss`` for trainable models, ``fit`` for closed-form ones), with
+(``batches`` / ``loss`` for trainable models, then ``fit`` once with the best weights in place
+for what they learn in closed form, e.g. ``blend``'s filter; ``fit`` alone for closed-form
+models), with
 
 * an optimizer and a per-step LR schedule (:mod:`streamrec.train.schedules`),
 * global gradient-norm clipping (the pre-clip norm is recorded),
@@ -88,8 +90,9 @@ class TrainResult:
     stopped_early: whether early stopping (or a callback) ended training before ``epochs``.
     train_seconds: wall time of training and validation (across resumptions).
     history: one dict per epoch, as in ``metrics.jsonl``.
-    fit: what a closed-form model's ``fit`` chose by itself (:meth:`Model.fit_report`, e.g. the
-        options it picked on validation); None for trained models or when it reports nothing.
+    fit: what the model's ``fit`` chose by itself (:meth:`Model.fit_report`, e.g. the options
+        it picked on validation): a closed-form model's fit, or a trained model's closed-form
+        step after the loop; None when it reports nothing.
     budget: what the training budget resolved (:class:`~streamrec.train.budget.Plan` as a
         dict: batch size, steps, epochs, warm-up, validation interval, patience); None for
         closed-form models.
@@ -722,6 +725,7 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         else:
             self.best_epoch = self.epoch
+        report = self._fit_after_loop()
         if self.run_dir is not None:
             save_weights(cpu_state_dict(self.model), self._path(WEIGHTS_FILE),
                          {"format": "pt", "epoch": str(self.best_epoch)})
@@ -744,7 +748,25 @@ class Trainer:
             valid_tail_std=valid_tail_std(self.history, self.cfg.valid_metric),
             budget=dataclasses.asdict(self.plan) if self.plan is not None else None,
             stop_reason=self.stop_reason if self.stopped_early else None,
+            fit=report,
         )
+
+    def _fit_after_loop(self) -> dict[str, Any] | None:
+        """The contract's closed-form step of a trained model: ``model.fit(train, validate)``
+        once, with the best weights in place (most models: nothing); its report printed and
+        returned, its time added to the training time."""
+        t0 = time.perf_counter()
+        validate = (None if self.validate is None else
+                    Validator(self.validate, self.cfg.valid_metric, self.cfg.metric_mode))
+        self.model.fit(self.train_data, validate)
+        report = dict(self.model.fit_report()) or None
+        self.train_seconds += time.perf_counter() - t0
+        if report:
+            chosen = "  ".join(f"{k}={v}" for k, v in report.items()
+                               if isinstance(v, str | int | float | bool))
+            self.console.print(f"fit {type(self.model).__name__} after training: {chosen}",
+                               highlight=False, soft_wrap=True)
+        return report
 
 
 def resolve_budget(cfg: TrainConfig, model: Model,
