@@ -127,10 +127,15 @@ def launch(args: argparse.Namespace, model: str, options: list[str], nproc: int,
     cmd += ["--evaluate"] if evaluate else []
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, timeout=args.timeout, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, env=env, timeout=args.timeout, capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        return [{"error": f"timed out after {args.timeout:.0f} s"}]
     if proc.returncode != 0:
-        sys.exit(f"error: {model} on {nproc} process(es) failed: "
-                 + " ".join(proc.stderr.strip().splitlines()[-3:]))
+        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+        killed = "SIGKILL" in proc.stderr or "Signals.SIGKILL" in proc.stderr
+        return [{"error": ("killed (out of memory: every rank holds the whole data set)"
+                           if killed else f"exit {proc.returncode}: {tail[-300:]}")}]
     ranks = [json.loads(Path(f"{result}.rank{r}.json").read_text()) for r in range(nproc)]
     for r in ranks:
         r["launch_seconds"] = time.perf_counter() - t0
@@ -216,6 +221,10 @@ def main() -> None:
                         and (args.eval_nprocs is None or n in args.eval_nprocs))
             print(f"[{model} x{n}] ...", flush=True)
             ranks = launch(args, model, options[model], n, evaluate, tmp / f"{model}-{n}")
+            if "error" in ranks[0]:
+                print(f"[{model} x{n}] failed: {ranks[0]['error']}", flush=True)
+                rows.append({"model": model, "nproc": n, "error": ranks[0]["error"]})
+                continue
             step = max(r["step_seconds"] for r in ranks)
             base = step if n == 1 else base
             row = {"model": model, "nproc": n, "step_seconds": step,
@@ -235,7 +244,7 @@ def main() -> None:
             rows.append(row)
             print(f"[{model} x{n}] {step * 1000:.1f} ms/step", flush=True)
     for r in rows:
-        if r["nproc"] > 1 and r["scaling_efficiency"] is not None:
+        if r["nproc"] > 1 and r.get("scaling_efficiency") is not None:
             r["scaling_efficiency"] = r["scaling_efficiency"] / r["nproc"]
     name = args.name or ("distributed_platform_quick" if args.quick else "distributed_platform")
     models = {m: options[m] for m in args.models}
@@ -244,6 +253,9 @@ def main() -> None:
     lines = ["| model | processes | ms / step | epoch (s, est.) | scaling efficiency | "
              "peak RSS / process (GB) | full-ranking eval (s) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['nproc']} | failed: {r['error']} | | | | |")
+            continue
         eff = ("-" if r["nproc"] == 1 or r["scaling_efficiency"] is None
                else f"{r['scaling_efficiency']:.2f}")
         ev = f"{r['eval_seconds']:.0f} ({r['eval_users']} users)" if "eval_seconds" in r else "-"
