@@ -508,9 +508,14 @@ def part_gowalla(args: argparse.Namespace, ctx: Context) -> None:
     novalid = "_novalid" if ctx.gowalla_valid == "none" else ""
     name_out = f"generative_gowalla{novalid}{ctx.suffix}"
     partial = common.RESULTS / f"{name_out}.partial.json"
+    saved_path = common.RESULTS / f"{name_out}.json"
     if args.rerender:  # the table again from the saved results (after a change of this code)
-        saved = json.loads((common.RESULTS / f"{name_out}.json").read_text())
+        saved = json.loads(saved_path.read_text())
         models, rows, notes = [], saved["results"], saved["notes"]
+    elif args.models and saved_path.is_file():  # a subset re-run: the other rows are kept
+        saved = json.loads(saved_path.read_text())
+        rows = {k: v for k, v in saved["results"].items() if k not in models}
+        notes = [*saved["notes"], *notes]
     for name in models:
         base = [] if ctx.quick else list(GOWALLA_SETTINGS.get(name, []))
         grid = None
@@ -1041,7 +1046,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="with --quick: keep its directory")
     ap.add_argument("--rerender", action="store_true",
                     help="gowalla: write the table again from the saved results, running nothing")
-    ap.add_argument("--models", help="comma-separated models (default: the part's)")
+    ap.add_argument("--models", help="comma-separated models (default: the part's); gowalla: "
+                                     "the saved rows of the other models are kept")
     ap.add_argument("--data", help="small part: comma-separated, from ml100k,m0")
     ap.add_argument("--synthetic-data", help="synthetic part: ml100k or m0 (default m0)")
     ap.add_argument("--set", dest="sets", action="append", default=[],

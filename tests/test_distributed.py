@@ -131,6 +131,46 @@ def test_two_processes_take_the_steps_of_one(tiny_dir: Path, tmp_path: Path) -> 
     assert [x["loss"] for x in lines] == pytest.approx([x["loss"] for x in ones], rel=1e-4)
 
 
+#: models whose loss is a deterministic function of the batch in eval mode (no dropout, no
+#: draws inside the loss): their shares' gradients can be compared with the batch's exactly
+DETERMINISTIC = ["mf", "lightgcn", "gru", "transformer", "two-tower"]
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_shares_gradients_average_to_the_batch_gradient(tiny, name: str) -> None:
+    """What DDP computes (the row-weighted mean of the shares' gradients, each share's loss a
+    mean over its rows) is the whole batch's gradient: ``split_batch`` loses nothing, shared
+    candidates included (the two-tower's in-batch negatives)."""
+    from streamrec.data.splits import make_split
+    from streamrec.models import get_model_class
+    from streamrec.train import move_to_device
+    from streamrec.train.config import build_configs
+
+    train = make_split(tiny, "loo").train(tiny)
+    model_cfg, _, _ = build_configs(name, overrides=FAST.get(name, []))
+    torch.manual_seed(0)
+    model = get_model_class(name)(model_cfg, train).eval()  # eval: no dropout
+    batch = move_to_device(next(iter(model.batches(train, 64, np.random.default_rng(0)))),
+                           model.device)
+
+    def grads(b: Any) -> list[torch.Tensor]:
+        model.zero_grad()
+        model.loss(b).backward()
+        return [torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                for p in model.parameters()]
+
+    whole = grads(batch)
+    shares = model.split_batch(batch, 3)
+    rows = sum(n for _, n in shares)
+    mixed = [torch.zeros_like(g) for g in whole]
+    for share, n in shares:
+        for m, g in zip(mixed, grads(share), strict=True):
+            m.add_(g, alpha=n / rows)
+    assert any(g.abs().max() > 0 for g in whole)
+    for m, g in zip(mixed, whole, strict=True):
+        torch.testing.assert_close(m, g, rtol=1e-4, atol=1e-6)
+
+
 def test_nproc_errors_are_one_line(tiny_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -151,13 +151,17 @@ class Model(nn.Module):
     #: keeps whole (e.g. negatives shared by the whole batch), see :meth:`split_batch`
     shared_batch_fields: ClassVar[frozenset[str]] = frozenset()
 
-    def split_batch(self, batch: Any, parts: int) -> list[tuple[Any, int]]:
+    def split_batch(self, batch: Any, parts: int) -> list[tuple[Any, float]]:
         """Split one batch of :meth:`batches` into ``parts`` shares for data-parallel training:
-        ``[(share, n_rows), ...]``, one per rank, whose rows together are the batch's.
+        ``[(share, weight), ...]``, one per rank, whose rows together are the batch's.
 
-        The loss must average over the rows (plus terms on what every share keeps whole):
-        then the row-weighted mean of the shares' gradients is the batch's gradient, which
-        is what the data-parallel loop computes. Default: the batch's rows are the leading
+        ``weight`` is the share's part of what the loss averages over: its number of rows
+        for a loss that is a mean over rows (the default), its target positions for a mean
+        over positions (the session models), the sum of its rows' weights for a weighted mean
+        (LightGCN's ``user_balance``). Then the weighted mean of the shares' gradients is the
+        batch's gradient, which is what the data-parallel loop computes (terms on what every
+        share keeps whole, such as shared negatives, carry over too). Default: the batch's
+        rows are the leading
         dimension of its first array; every array or tensor with that leading dimension
         (inside tuples, named tuples, lists and dicts) is cut into ``parts`` contiguous
         slices, and everything else (scalars, strings, arrays of another length, the fields

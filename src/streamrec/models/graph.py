@@ -389,12 +389,21 @@ class GraphRecommender(Recommender, ItemEmbedder):
                 mask_rows, mask_cols = hits.row.astype(np.int64), hits.col.astype(np.int64)
             yield GraphBatch(u, i, cand, rows, pair_rows.astype(np.int64), mask_rows, mask_cols)
 
-    def split_batch(self, batch: GraphBatch, parts: int) -> list[tuple[GraphBatch, int]]:
+    def split_batch(self, batch: GraphBatch, parts: int) -> list[tuple[GraphBatch, float]]:
         """The pairs (users, items, pair_rows; ``bpr``: their negatives) cut into ``parts``;
-        ``softmax``'s shared candidates, distinct users and mask kept whole in every share."""
+        ``softmax``'s shared candidates, distinct users and mask kept whole in every share.
+        Each share weighs its pairs, or with ``user_balance`` the sum of their ``1 / deg(user)``
+        weights (the loss is that weighted mean; its L2 term, a mean over pairs, is then
+        weighted the same way, exact with the default ``l2 = 0``)."""
         shared = {"rows", "mask_rows", "mask_cols"} | (
             set() if self.config.loss == "bpr" else {"negatives"})
-        return split_rows(batch, parts, frozenset(shared), self.name)
+        shares = split_rows(batch, parts, frozenset(shared), self.name)
+        if not self.config.user_balance:
+            return shares
+        degree = self.user_degree
+        return [(share, float((1.0 / degree[torch.as_tensor(share.users, device=degree.device)
+                                            .long()]).sum()) if n else 0.0)
+                for share, n in shares]
 
     # ------------------------------------------------------------------ loss
     def loss(self, batch: GraphBatch) -> Tensor:

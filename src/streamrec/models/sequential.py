@@ -67,6 +67,7 @@ from streamrec.models.base import (
     Recommender,
     Session,
     SessionRecommender,
+    split_rows,
 )
 
 
@@ -279,6 +280,13 @@ class SequentialRecommender(Recommender, ItemEmbedder, SessionRecommender):
                 else:
                     batch["negatives"] = rng.choice(self.n_items, size=k, p=self._q)
             yield batch
+
+    def split_batch(self, batch: dict[str, Any], parts: int) -> list[tuple[Any, float]]:
+        """The windows cut into ``parts`` (the shared negatives whole), each share weighted by
+        its target positions: the loss is a mean over positions, not over windows."""
+        shares = split_rows(batch, parts, self.shared_batch_fields, self.name)
+        return [(share, float((share["targets"] > 0).sum()) if n else 0.0)
+                for share, n in shares]
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = dict(batch)

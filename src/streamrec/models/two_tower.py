@@ -184,15 +184,16 @@ def info_nce_logq(
     drop: torch.Tensor | None = None,
     row_items: torch.Tensor | None = None,
     row_drop: torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Sampled-softmax InfoNCE with log-Q correction (mean over the ``B`` rows).
 
-    user: [B, d] query vectors; items: [C, d] candidate vectors whose first ``B`` rows are the
-    rows' positives (row ``r``'s positive is column ``r``), the rest shared negatives;
+    user: [B, d] query vectors; items: [C, d] candidate vectors holding the rows' positives
+    (row ``r``'s positive is column ``offset + r``), the rest shared negatives;
     log_q: [C] log expected counts of the candidates (``None``: no correction);
-    drop: bool [B, C], True where a column must not count for the row (never the diagonal);
+    drop: bool [B, C], True where a column must not count for the row (never its positive);
     row_items: [B, H, d] per-row extra negatives (no correction); row_drop: bool [B, H].
-    ``logit = inv_temp * <user, item> - log_q``; loss = cross-entropy of the diagonal.
+    ``logit = inv_temp * <user, item> - log_q``; loss = cross-entropy of each row's positive.
     """
     b = len(user)
     logits = inv_temp * (user @ items.T)
@@ -205,7 +206,7 @@ def info_nce_logq(
         if row_drop is not None:
             extra = extra.masked_fill(row_drop, float("-inf"))
         logits = torch.cat([logits, extra], dim=1)
-    target = torch.arange(b, device=user.device)
+    target = torch.arange(offset, offset + b, device=user.device)
     return F.cross_entropy(logits, target)
 
 
@@ -278,9 +279,9 @@ class TwoTower(Recommender, VectorRetriever):
         "lr": 1e-3,
         "valid_metric": "recall@20",
     }
-    #: the uniform negatives are shared by the batch (data-parallel shares keep them whole;
-    #: each share's in-batch negatives are its own rows)
-    shared_batch_fields = frozenset({"uniform"})
+    #: the candidates are shared by the batch: data-parallel shares keep the uniform
+    #: negatives and every in-batch positive whole (:meth:`split_batch`)
+    shared_batch_fields = frozenset({"uniform", "items"})
     #: in-batch negatives want a large batch: 1,024 for 10 epochs at scale, 256 at least
     train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 1024, "epochs": 10,
                                               "min_batch_size": 256, "min_steps": 1000}
@@ -598,10 +599,29 @@ class TwoTower(Recommender, VectorRetriever):
         i = torch.searchsorted(keys, q.reshape(-1)).clamp(max=len(keys) - 1)
         return (keys[i] == q.reshape(-1)).reshape(q.shape)
 
+    def split_batch(self, batch: dict[str, Any], parts: int) -> list[tuple[Any, int]]:
+        """Shares for data-parallel training that keep the whole batch's in-batch negatives:
+        each share has its rows' users, histories and hard negatives, but every positive of the
+        batch (``items``) and the uniform negatives as candidates, with ``offset`` = its first
+        row (row ``r``'s positive is candidate ``offset + r``). So a share's loss is exactly the
+        batch loss of its rows, and the row-weighted mean of the shares' gradients (what DDP
+        computes) is the batch's gradient: 2 processes x B/2 train as 1 process x B, at the
+        cost of every rank encoding all B positives."""
+        rows = len(batch["users"])
+        bounds = np.linspace(0, rows, parts + 1).round().astype(np.int64)
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            share = {k: (v if k in self.shared_batch_fields else v[a:b]) for k, v in batch.items()}
+            share["offset"] = int(a) + int(batch.get("offset", 0))
+            out.append((share, int(b - a)))
+        return out
+
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Everything :func:`info_nce_logq` gets for a batch (for the loss and for tests)."""
+        """Everything :func:`info_nce_logq` gets for a batch (for the loss and for tests).
+        Row ``r``'s positive is ``items[offset + r]`` (``offset``: 0 unless the batch is a
+        data-parallel share, :meth:`split_batch`)."""
         users, items = batch["users"], batch["items"]
-        b = len(users)
+        b, offset = len(users), int(batch.get("offset", 0))
         cand = items
         n_u = 0
         if "uniform" in batch:
@@ -613,15 +633,19 @@ class TwoTower(Recommender, VectorRetriever):
         vec = self.item_tower(uniq)[inv]
         u = self.user_tower(users, batch["hist"])
         drop = self.is_positive(users[:, None], cand[None, :])
-        drop[:, :b] &= ~torch.eye(b, dtype=torch.bool, device=drop.device)
+        own = torch.arange(b, device=drop.device)
+        drop[own, offset + own] = False  # the row's own positive always counts
         log_q = None
         if self.config.logq:
             n_train = max(1, len(self.train_items))
-            log_q = torch.log(b * self.item_freq[cand] + n_u / n_train)
-        out = {"user": u, "items": vec[: len(cand)], "log_q": log_q, "drop": drop}
+            log_q = torch.log(len(items) * self.item_freq[cand] + n_u / n_train)
+        out = {"user": u, "items": vec[: len(cand)], "log_q": log_q, "drop": drop,
+               "offset": offset}
         if hard is not None:
+            positive = items[offset : offset + b]
             out["row_items"] = vec[len(cand) :].reshape(b, hard.shape[1], -1)
-            out["row_drop"] = self.is_positive(users[:, None], hard) | (hard == items[:, None])
+            out["row_drop"] = (self.is_positive(users[:, None], hard)
+                               | (hard == positive[:, None]))
         return out
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -154,24 +154,25 @@ def wrap(model: Any, dist: Dist) -> nn.Module:
 def rank_shares(model: Any, batches: Iterator[Any], dist: Dist) -> Iterator[tuple[Any, float]]:
     """This rank's ``(share, weight)`` of every global batch of ``batches``.
 
-    The model splits each batch into ``world_size`` parts of ``n_r`` rows
-    (:meth:`~streamrec.models.base.Model.split_batch`); rank ``r`` keeps part ``r`` and scales
-    its loss by ``weight = world_size * n_r / N`` (``N`` rows in all), so that DDP's mean of the
-    ranks' gradients is ``sum_r n_r / N * grad(loss_r)``: the gradient of a loss that averages
-    over the batch's rows. A rank whose part is empty computes the loss of the whole batch with
-    weight 0 (every rank must take part in every all-reduce).
+    The model splits each batch into ``world_size`` parts of weight ``n_r`` (what the part's
+    loss averages over: its rows, its target positions, ...;
+    :meth:`~streamrec.models.base.Model.split_batch`); rank ``r`` keeps part ``r`` and scales
+    its loss by ``weight = world_size * n_r / N`` (``N = sum_r n_r``), so that DDP's mean of the
+    ranks' gradients is ``sum_r n_r / N * grad(loss_r)``: the gradient of the whole batch's
+    loss. A rank whose part is empty computes the loss of the whole batch with weight 0 (every
+    rank must take part in every all-reduce).
     """
     for batch in batches:
         parts = model.split_batch(batch, dist.world_size)
         if len(parts) != dist.world_size:
             raise ValueError(f"{type(model).__name__}.split_batch returned {len(parts)} parts "
                              f"for {dist.world_size} ranks")
-        total = sum(int(n) for _, n in parts)
+        total = sum(float(n) for _, n in parts)
         share, n = parts[dist.rank]
         if n == 0 or total == 0:
             yield batch, 0.0
         else:
-            yield share, dist.world_size * int(n) / total
+            yield share, dist.world_size * float(n) / total
 
 
 def shard(items: np.ndarray, dist: Dist | None) -> np.ndarray:
