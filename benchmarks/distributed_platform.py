@@ -161,6 +161,12 @@ def merged(name: str, rows: list[dict[str, Any]], models: dict[str, list[str]],
     order = list(MODELS)
     every = sorted(kept + rows, key=lambda r: (order.index(r["model"]), "eval_seconds" in r,
                                                r["nproc"]))
+    base = {r["model"]: r["step_seconds"] for r in every
+            if r["nproc"] == 1 and "error" not in r and "eval_seconds" not in r}
+    for r in every:  # efficiency against the 1-process row, whichever run measured it
+        if r["nproc"] > 1 and "error" not in r and r["model"] in base:
+            r["speedup"] = base[r["model"]] / r["step_seconds"]
+            r["scaling_efficiency"] = r["speedup"] / r["nproc"]
     return every, {**old["protocol"].get("models", {}), **models}
 
 
