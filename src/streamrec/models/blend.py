@@ -60,7 +60,7 @@ WEIGHT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
 #: ``w`` without a validation part: chosen on the validation part carved from Gowalla's
 #: training file (one random item per user), LightGCN's defaults and chebycf with its rule
 #: settings (``benchmarks/results/spectral_board.md``)
-DEFAULT_WEIGHT = 0.1
+DEFAULT_WEIGHT = 0.05
 
 
 def standardize(scores: Tensor) -> Tensor:
