@@ -47,8 +47,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from spectral_board import (  # noqa: E402
@@ -62,7 +60,7 @@ from spectral_board import (  # noqa: E402
     dataset,
 )
 
-from common import HISTORY, RESULTS, write_result  # noqa: E402
+from common import HISTORY, RESULTS, with_holdout, write_result  # noqa: E402
 
 DATASETS = ("gowalla", "ml100k", "m0", "sci")
 #: the filter as the final Gowalla run uses it without validation (chebycf's size rule there)
@@ -72,31 +70,8 @@ CARVED_FILTER = ["k=512", "alpha=0.2", "beta=0.4"]
 def carved_gowalla() -> Path:
     """Gowalla's training file with one random training item per user (>= 2) as validation
     and the test part dropped, saved once under ``work/spectral/gowalla-carved``."""
-    from streamrec.data.dataset import Dataset, load_dataset
-    from streamrec.data.splits import TEST, TRAIN, VALID
-
-    out = WORK / "gowalla-carved"
-    if (out / "meta.json").is_file():
-        return out
     dataset("gowalla")
-    ds = load_dataset(GOWALLA_WORK)
-    given = np.asarray(ds.inter["given_split"]).copy()
-    rows = np.flatnonzero(given == TRAIN)
-    users = ds.user[rows]
-    counts = np.bincount(users, minlength=ds.n_users)
-    perm = np.random.default_rng(0).permutation(len(rows))
-    _, first = np.unique(users[perm], return_index=True)
-    chosen = rows[perm[first]]
-    chosen = chosen[counts[ds.user[chosen]] >= 2]
-    given[chosen] = VALID
-    keep = given != TEST  # the test part is dropped
-    meta = {**ds.meta, "carved": {"from": str(GOWALLA_WORK), "seed": 0,
-                                  "valid": int(len(chosen)), "test": "dropped",
-                                  "rule": "one random training interaction per user with >= 2"}}
-    Dataset(name="gowalla-carved", user_ids=ds.user_ids, item_ids=ds.item_ids,
-            inter={k: np.asarray(v)[keep] for k, v in {**ds.inter, "given_split": given}.items()},
-            items=ds.items, users=ds.users, meta=meta).save(out, overwrite=True)
-    return out
+    return with_holdout(GOWALLA_WORK, WORK / "gowalla-carved", seed=0, drop_test=True)
 
 
 def train_blend(data: str, overrides: list[str]) -> dict[str, Any]:

@@ -105,3 +105,38 @@ class TestCurve(Callback):
             f"{k}={v:.4f}" for k, v in res["metrics"].items() if k.startswith(("recall", "ndcg"))
         )
         print(f"  epoch {epoch + 1}: {shown} ({train_seconds:.0f}s of training)", flush=True)
+
+
+def with_holdout(src: Path, out: Path, seed: int = 0, drop_test: bool = False) -> Path:
+    """A copy of the dataset at ``src`` (with a ``given`` train/test split), saved at ``out``
+    once, in which one random training interaction of every user with at least two becomes
+    validation (seed ``seed``); with ``drop_test`` the test part is left out, so that a
+    selection made on it cannot read the test interactions."""
+    import numpy as np
+
+    from streamrec.data.dataset import Dataset, load_dataset
+    from streamrec.data.splits import TEST, TRAIN, VALID
+
+    if (out / "meta.json").is_file():
+        return out
+    ds = load_dataset(src)
+    given = np.asarray(ds.inter["given_split"]).copy()
+    rows = np.flatnonzero(given == TRAIN)
+    users = ds.user[rows]
+    counts = np.bincount(users, minlength=ds.n_users)
+    perm = np.random.default_rng(seed).permutation(len(rows))
+    _, first = np.unique(users[perm], return_index=True)
+    chosen = rows[perm[first]]
+    chosen = chosen[counts[ds.user[chosen]] >= 2]
+    given[chosen] = VALID
+    inter = {**ds.inter, "given_split": given}
+    if drop_test:
+        keep = given != TEST
+        inter = {k: np.asarray(v)[keep] for k, v in inter.items()}
+    meta = {**ds.meta, "holdout": {"from": str(src), "seed": seed, "valid": int(len(chosen)),
+                                   "test": "dropped" if drop_test else "kept",
+                                   "rule": "one random training interaction per user with >= 2"}}
+    Dataset(name=out.name, user_ids=ds.user_ids, item_ids=ds.item_ids, inter=inter,
+            items=ds.items, users=ds.users, meta=meta).save(out, overwrite=True)
+    return out
+

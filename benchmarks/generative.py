@@ -319,32 +319,6 @@ def tiny_given(work: Path) -> Path:
     return out
 
 
-def with_holdout(src: Path, out: Path, seed: int = 0) -> Path:
-    """A copy of the dataset at ``src`` (with a ``given`` train/test split) in which one random
-    training interaction of every user with at least two becomes validation."""
-    from streamrec.data.dataset import Dataset, load_dataset
-    from streamrec.data.splits import TRAIN, VALID
-
-    if (out / "meta.json").is_file():
-        return out
-    ds = load_dataset(src)
-    given = np.asarray(ds.inter["given_split"]).copy()
-    rows = np.flatnonzero(given == TRAIN)
-    users = ds.user[rows]
-    counts = np.bincount(users, minlength=ds.n_users)
-    perm = np.random.default_rng(seed).permutation(len(rows))
-    _, first = np.unique(users[perm], return_index=True)
-    chosen = rows[perm[first]]
-    chosen = chosen[counts[ds.user[chosen]] >= 2]
-    given[chosen] = VALID
-    meta = {**ds.meta, "holdout": {"from": str(src), "seed": seed, "valid": int(len(chosen)),
-                                   "rule": "one random training interaction per user with >= 2"}}
-    Dataset(name=f"{ds.name}-holdout", user_ids=ds.user_ids, item_ids=ds.item_ids,
-            inter={**ds.inter, "given_split": given}, items=ds.items, users=ds.users,
-            meta=meta).save(out, overwrite=True)
-    return out
-
-
 def gowalla_data(ctx: Context) -> Path:
     if ctx.quick:
         base = tiny_given(ctx.work)
@@ -356,7 +330,7 @@ def gowalla_data(ctx: Context) -> Path:
         base = GOWALLA_WORK
     if ctx.gowalla_valid == "none":
         return base
-    return with_holdout(base, ctx.work / f"{base.name}-holdout")
+    return common.with_holdout(base, ctx.work / f"{base.name}-holdout")
 
 
 def small_data(name: str, ctx: Context) -> Path:
