@@ -238,20 +238,35 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
 
     by = {(r["dataset"], r["model"], r["recipe"]): r for r in rows}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for model in sorted({r["model"] for r in rows if r["model"] != "pop"}):
+    # one line per model and dataset family (a base data set and its subsamples): the colour
+    # is the model, the line style the family, so no line joins two different data sets
+    families = sorted({r["dataset"].split("@")[0] for r in rows})
+    styles = dict(zip(families, ["-", "--", ":", "-."] * len(families), strict=False))
+    models = sorted({r["model"] for r in rows if r["model"] != "pop"})
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    for model in models:
         for ax, ref in zip(axes, ("best", "pop"), strict=True):
-            pts = []
-            for r in rows:
-                if r["model"] != model or r["recipe"] != "default":
-                    continue
-                other = by.get((r["dataset"], model, "best") if ref == "best"
-                               else (r["dataset"], "pop", "default"))
-                dv, ov = r["metrics"].get("ndcg@10"), other and other["metrics"].get("ndcg@10")
-                if dv is not None and ov:
-                    pts.append((r["interactions"], dv / ov))
-            if pts:
-                pts.sort()
-                ax.plot(*zip(*pts, strict=True), marker="o", label=model)
+            labelled = False
+            for family in families:
+                pts = []
+                for r in rows:
+                    if (r["model"] != model or r["recipe"] != "default"
+                            or r["dataset"].split("@")[0] != family):
+                        continue
+                    other = by.get((r["dataset"], model, "best") if ref == "best"
+                                   else (r["dataset"], "pop", "default"))
+                    dv = r["metrics"].get("ndcg@10")
+                    ov = other and other["metrics"].get("ndcg@10")
+                    if dv is not None and ov:
+                        pts.append((r["interactions"], dv / ov))
+                if pts:
+                    pts.sort()
+                    ax.plot(*zip(*pts, strict=True), marker="o", color=colours[model],
+                            ls=styles[family],
+                            label=None if labelled or ref == "pop" else model)
+                    labelled = True
+    for family in families:  # the line styles' key
+        axes[1].plot([], [], color="grey", ls=styles[family], label=family)
     for ax, title, line in zip(axes, ("default / best recipe", "default / popularity"),
                                (0.9, 1.0), strict=True):
         ax.axhline(line, color="grey", ls="--", lw=1)
@@ -260,7 +275,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         ax.set_ylabel("NDCG@10 ratio")
         ax.set_title(f"NDCG@10: {title}")
     if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7, ncol=2)
+        axes[0].legend(fontsize=7, ncol=2, title="model", title_fontsize=7)
+        axes[1].legend(fontsize=7, title="data set (and its subsamples)", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
