@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import math
 import os
 import types
@@ -85,6 +87,23 @@ def resolve_device(device: Any) -> Any:
 
 
 # ====================================================================== options
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value: JSON, then a Python literal, else the string itself
+    (``true`` / ``false`` / ``none`` / ``null`` in any case are understood)."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for parser in (json.loads, ast.literal_eval):
+        try:
+            return parser(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
+
+
 class OptionsError(ValueError):
     """One or more options have a wrong type or value (the message lists every one)."""
 

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from streamrec.common import OptionsError, at_least, one_of
+from streamrec.common import OptionsError, at_least, one_of, parse_value
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import Validate, validate_on, validation_target
 from streamrec.models.lightgcn import LightGCN, LightGCNConfig
@@ -113,7 +113,6 @@ class BlendConfig(LightGCNConfig):
     def filter_config(self) -> Any:
         """The filter's options: its defaults with ``filter_options`` applied."""
         from streamrec.models import get_model_class
-        from streamrec.train.config import parse_value
 
         cls = get_model_class(self.filter)
         values = cls.Config().to_dict()

@@ -17,14 +17,13 @@ split spec; every bad value is reported at once, naming the option (:class:`Opti
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streamrec.common import Options, OptionsError, at_least, in_range, one_of
+from streamrec.common import Options, OptionsError, at_least, in_range, one_of, parse_value
 from streamrec.train.schedules import OPTIMIZERS, SCHEDULES
 
 SECTIONS = ("model", "train", "split")
@@ -117,22 +116,6 @@ class TrainConfig(Options):
 
 
 # ====================================================================== building a run's options
-def parse_value(text: str) -> Any:
-    """Parse a ``--set`` value: JSON, then a Python literal, else the string itself
-    (``true`` / ``false`` / ``none`` / ``null`` in any case are understood)."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for parser in (json.loads, ast.literal_eval):
-        try:
-            return parser(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return text
-
-
 def read_config_file(path: str | Path | None) -> dict[str, dict[str, Any]]:
     """Read a JSON or TOML config file into ``{"model": {...}, "train": {...}, "split": {...}}``.
 
