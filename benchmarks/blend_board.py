@@ -57,6 +57,7 @@ from spectral_board import (  # noqa: E402
     WORK,
     PeakRSS,
     _mib,
+    board_lines,
     dataset,
 )
 
@@ -143,10 +144,7 @@ def gowalla_table(sel: dict[str, Any], final: dict[str, Any], default_weight: fl
     ]
     lines += [f"| {m} (spectral_board.json) | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | - | - |"
               for m, r in board.items()]
-    lines += ["", "| published | Recall@20 | NDCG@20 |", "|---|---|---|"]
-    lines += [f"| {k} | {r:.4f} | {n:.4f} |" for k, (r, n) in PUBLISHED.items()]
-    lines.append(f"| **target (issue 17)** | **{TARGET['recall@20']:.4f}** | "
-                 f"**{TARGET['ndcg@20']:.4f}** |")
+    lines += ["", *board_lines()]
     lines += ["", f"Weight chosen on the carved validation part ({sel['fit'].get('metric')}, "
               f"at most {sel['fit'].get('valid_users_max')} users): "
               f"**{sel['fit']['weight']:g}** (the model's default: {default_weight:g}); "

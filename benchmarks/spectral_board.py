@@ -359,11 +359,16 @@ def gowalla_table(res: dict[str, Any], lightgcn: dict[str, Any] | None) -> str:
                      f"{lightgcn['test']['recall@20']:.4f} | {lightgcn['test']['ndcg@20']:.4f} "
                      f"| {pub[0]:.4f} / {pub[1]:.4f} |")
     lines += ["", "Published board (LightGCN Gowalla split, Recall@20 / NDCG@20):", "",
-              "| method | Recall@20 | NDCG@20 |", "|---|---|---|"]
-    lines += [f"| {k} | {r:.4f} | {n:.4f} |" for k, (r, n) in PUBLISHED.items()]
-    lines.append(f"| **target (issue 17)** | **{TARGET['recall@20']:.4f}** | "
-                 f"**{TARGET['ndcg@20']:.4f}** |")
+              *board_lines()]
     return "\n".join(lines)
+
+
+def board_lines() -> list[str]:
+    """The published board and the issue's target, as Markdown table lines."""
+    return ["| method | Recall@20 | NDCG@20 |", "|---|---|---|",
+            *(f"| {k} | {r:.4f} | {n:.4f} |" for k, (r, n) in PUBLISHED.items()),
+            f"| **target (issue 17)** | **{TARGET['recall@20']:.4f}** | "
+            f"**{TARGET['ndcg@20']:.4f}** |"]
 
 
 def cross_table(results: dict[str, Any]) -> str:

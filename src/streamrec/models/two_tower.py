@@ -94,7 +94,7 @@ from streamrec.common import at_least, in_range, one_of
 from streamrec.data.dataset import Dataset
 from streamrec.data.sequences import item_categories, last_items, user_sequences
 from streamrec.data.text import PAD_ID, Vocabulary, item_texts
-from streamrec.models.base import ModelConfig, Recommender, VectorRetriever
+from streamrec.models.base import ModelConfig, Recommender, VectorRetriever, split_rows
 from streamrec.models.content import training_items
 
 TEXT_ENCODERS = ("minilm", "minilm-finetune", "cnn", "none")
@@ -607,14 +607,12 @@ class TwoTower(Recommender, VectorRetriever):
         batch loss of its rows, and the row-weighted mean of the shares' gradients (what DDP
         computes) is the batch's gradient: 2 processes x B/2 train as 1 process x B, at the
         cost of every rank encoding all B positives."""
-        rows = len(batch["users"])
-        bounds = np.linspace(0, rows, parts + 1).round().astype(np.int64)
-        out = []
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            share = {k: (v if k in self.shared_batch_fields else v[a:b]) for k, v in batch.items()}
-            share["offset"] = int(a) + int(batch.get("offset", 0))
-            out.append((share, int(b - a)))
-        return out
+        shares = split_rows(batch, parts, self.shared_batch_fields, self.name)
+        start = int(batch.get("offset", 0))
+        for share, n in shares:
+            share["offset"] = start
+            start += n
+        return shares
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Everything :func:`info_nce_logq` gets for a batch (for the loss and for tests).
