@@ -5,27 +5,28 @@ Protocol.
 
 * **Gowalla**, the LightGCN paper's split (29,858 users, 40,981 items, 810,128 training and
   217,242 test interactions; ``spectral_board.py`` imports it). The split has no validation
-  part, so ``streamrec train blend`` there mixes with the default weight
-  (:data:`streamrec.models.blend.DEFAULT_WEIGHT`). That weight is **chosen here, on a
-  validation part carved from the training file**: for every user with at least 2 training
-  items one of them (uniformly at random, seed 0: the same carving as ``spectral_board.py``
-  and ``generative.py``) becomes validation, and the test interactions are **dropped** from
-  that selection data set, so nothing in the selection can read them. On it ``streamrec train
-  blend --set weight=auto`` trains LightGCN on the remaining training interactions with its
-  defaults, fits chebycf with the settings the final run uses without validation (its size
-  rule: ``k=512, alpha=0.2, beta=0.4``) and picks the weight of the grid
+  part, so ``streamrec train blend`` there uses the default filter and weight
+  (:data:`streamrec.models.blend.DEFAULT_FILTER`,
+  :data:`~streamrec.models.blend.DEFAULT_WEIGHT`). That pair is **chosen here, on a validation
+  part carved from the training file**: for every user with at least 2 training items one of
+  them (uniformly at random, seed 0: the same carving as ``spectral_board.py`` and
+  ``generative.py``) becomes validation, and the test interactions are **dropped** from that
+  selection data set, so nothing in the selection can read them. On it ``streamrec train blend
+  --set filter_search=false`` trains LightGCN on the remaining training interactions with its
+  defaults, fits every filter of :data:`~streamrec.models.blend.FILTERS` with the settings the
+  final run uses without validation (their size rules: chebycf ``k=512, alpha=0.2, beta=0.4``,
+  bspm ``k=448, sharpen_time=2.5, beta=0.2``) and picks the filter and the weight of the grid
   :data:`~streamrec.models.blend.WEIGHT_GRID` with the best validation NDCG@20 (the blend's
-  ``valid_metric``; at most 5,000 seeded validation users). The benchmark checks that the
-  chosen weight is the model's default.
-  Then ``streamrec train blend`` with **no options** on the real split: LightGCN trained on
-  the whole training file, chebycf fitted, the default weight, and the test part evaluated
-  **once**: full ranking over all items, training items masked, Recall@20 / NDCG@20 over the
-  29,858 test users, as in the papers.
+  ``valid_metric``; at most 5,000 seeded validation users). The benchmark checks that the chosen
+  pair is the model's default. Then ``streamrec train blend`` with **no options** on the real
+  split: LightGCN trained on the whole training file, the default filter fitted, the default
+  weight, and the test part evaluated **once**: full ranking over all items, training items
+  masked, Recall@20 / NDCG@20 over the 29,858 test users, as in the papers.
 * **Across datasets** (MovieLens-100k and the ``m0`` world, leave-last-out by time; Amazon
   Scientific, UniSRec's given split): ``streamrec train blend`` with no options; these splits
-  have a validation part, so chebycf searches its own options there and the weight is chosen
-  there; test once (training + validation history). Beside it, the closed-form filters'
-  figures of ``results/spectral_board.json`` (same data, split and protocol).
+  have a validation part, so every filter searches its own options there and the filter and
+  weight are chosen there; test once (training + validation history). Beside it, the closed-form
+  filters' figures of ``results/spectral_board.json`` (same data, split and protocol).
 * **Time and memory**: the wall clock of the whole ``train_run`` (LightGCN's training with its
   validations, the filter's fit and the choice of the weight, and the test evaluation), each
   part reported; the peak resident set size during it minus the size before (each run in a
@@ -64,8 +65,9 @@ from spectral_board import (  # noqa: E402
 from common import HISTORY, RESULTS, with_holdout, write_result  # noqa: E402
 
 DATASETS = ("gowalla", "ml100k", "m0", "sci")
-#: the filter as the final Gowalla run uses it without validation (chebycf's size rule there)
-CARVED_FILTER = ["k=512", "alpha=0.2", "beta=0.4"]
+#: the selection on the carved part: the filters as the final run uses them without
+#: validation (their size rules), the filter and the weight chosen
+CARVED_OVERRIDES = ["filter=auto", "weight=auto", "filter_search=false"]
 
 
 def carved_gowalla() -> Path:
@@ -128,8 +130,8 @@ def board_rows(data: str) -> dict[str, Any]:
     return {m: row["defaults"]["test"] for m, row in res.get("models", {}).items()}
 
 
-def gowalla_table(sel: dict[str, Any], final: dict[str, Any], default_weight: float) -> str:
-    tried = ", ".join(f"{t['weight']:g}: {t[sel['fit']['metric']]:.4f}"
+def gowalla_table(sel: dict[str, Any], final: dict[str, Any], default: tuple[str, float]) -> str:
+    tried = ", ".join(f"{t['filter']} {t['weight']:g}: {t[sel['fit']['metric']]:.4f}"
                       for t in sel["fit"].get("tried", []))
     t = final["test"]
     met = (t["recall@20"] >= TARGET["recall@20"] and t["ndcg@20"] >= TARGET["ndcg@20"])
@@ -137,7 +139,8 @@ def gowalla_table(sel: dict[str, Any], final: dict[str, Any], default_weight: fl
     lines = [
         "| model | Recall@20 | NDCG@20 | time (train + fit + test eval) | peak memory added |",
         "|---|---|---|---|---|",
-        f"| **blend** (LightGCN + chebycf, `streamrec train blend`, no options) | "
+        f"| **blend** (LightGCN + {final['fit'].get('filter')} at w = "
+        f"{final['fit'].get('weight'):g}, `streamrec train blend`, no options) | "
         f"**{t['recall@20']:.4f}** | **{t['ndcg@20']:.4f}** | {final['seconds']:.0f} s "
         f"({final['train_seconds']:.0f} s + {final['eval_seconds']:.0f} s) | "
         f"{_mib(final['peak_rss_added'])} |",
@@ -145,10 +148,11 @@ def gowalla_table(sel: dict[str, Any], final: dict[str, Any], default_weight: fl
     lines += [f"| {m} (spectral_board.json) | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | - | - |"
               for m, r in board.items()]
     lines += ["", *board_lines()]
-    lines += ["", f"Weight chosen on the carved validation part ({sel['fit'].get('metric')}, "
-              f"at most {sel['fit'].get('valid_users_max')} users): "
-              f"**{sel['fit']['weight']:g}** (the model's default: {default_weight:g}); "
-              f"every weight tried: {tried}. Selection run: {sel['seconds']:.0f} s.",
+    lines += ["", f"Filter and weight chosen on the carved validation part "
+              f"({sel['fit'].get('metric')}, at most {sel['fit'].get('valid_users_max')} "
+              f"users): **{sel['fit']['filter']} at {sel['fit']['weight']:g}** (the model's "
+              f"default: {default[0]} at {default[1]:g}); every pair tried: {tried}. Selection "
+              f"run: {sel['seconds']:.0f} s.",
               "", f"Target Recall@20 >= {TARGET['recall@20']} and NDCG@20 >= "
               f"{TARGET['ndcg@20']} in < {TARGET['seconds'] // 60} min: "
               f"{'met' if met and final['seconds'] < TARGET['seconds'] else 'NOT met'} "
@@ -157,12 +161,12 @@ def gowalla_table(sel: dict[str, Any], final: dict[str, Any], default_weight: fl
 
 
 def cross_table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| dataset | model | weight (chosen on validation) | Recall@20 | NDCG@20 | "
+    lines = ["| dataset | model | filter and weight (chosen on validation) | Recall@20 | NDCG@20 | "
              "time | peak memory added |", "|---|---|---|---|---|---|---|"]
     for data, r in rows.items():
         fit, t = r["fit"], r["test"]
-        lines.append(f"| {NAMES[data]} | **blend** | {fit.get('weight'):g} "
-                     f"(filter: {fit.get('filter')}) | **{t['recall@20']:.4f}** | "
+        lines.append(f"| {NAMES[data]} | **blend** | {fit.get('filter')} at "
+                     f"{fit.get('weight'):g} | **{t['recall@20']:.4f}** | "
                      f"**{t['ndcg@20']:.4f}** | {r['seconds']:.0f} s | "
                      f"{_mib(r['peak_rss_added'])} |")
         for m, b in board_rows(data).items():
@@ -183,7 +187,7 @@ def main() -> None:
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
         ap.error(f"unknown dataset(s): {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
-    from streamrec.models.blend import DEFAULT_WEIGHT
+    from streamrec.models.blend import DEFAULT_FILTER, DEFAULT_WEIGHT
 
     name = args.name or ("blend_board_quick" if args.quick else "blend_board")
     extra = ["epochs=2"] if args.quick else []
@@ -191,19 +195,20 @@ def main() -> None:
     results: dict[str, Any] = {}
     parts: list[str] = []
     if "gowalla" in datasets:
-        print("== Gowalla: the weight on the carved validation part", flush=True)
-        sel = isolated(str(carved_gowalla()),
-                       ["weight=auto", f"filter_options={json.dumps(CARVED_FILTER)}"],
-                       args.quick)
-        if sel["fit"]["weight"] != DEFAULT_WEIGHT:
-            print(f"warning: the carved validation chose weight {sel['fit']['weight']:g}, the "
-                  f"model's default is {DEFAULT_WEIGHT:g}: update "
-                  "streamrec.models.blend.DEFAULT_WEIGHT", flush=True)
+        print("== Gowalla: the filter and weight on the carved validation part", flush=True)
+        sel = isolated(str(carved_gowalla()), CARVED_OVERRIDES + extra, args.quick)
+        chosen = (sel["fit"]["filter"], sel["fit"]["weight"])
+        if chosen != (DEFAULT_FILTER, DEFAULT_WEIGHT) and not args.quick:
+            # the test part is read only with the validated default
+            sys.exit(f"error: the carved validation chose {chosen[0]} at {chosen[1]:g}, the "
+                     f"model's default is {DEFAULT_FILTER} at {DEFAULT_WEIGHT:g}: set "
+                     "streamrec.models.blend.DEFAULT_FILTER / DEFAULT_WEIGHT to the choice "
+                     "and run again")
         print("== Gowalla: streamrec train blend (no options), test once", flush=True)
         final = isolated("gowalla", [], args.quick)
         results["gowalla"] = {"selection": sel, "final": final}
         parts += ["## Gowalla (LightGCN split), test, full ranking", "",
-                  gowalla_table(sel, final, DEFAULT_WEIGHT), ""]
+                  gowalla_table(sel, final, (DEFAULT_FILTER, DEFAULT_WEIGHT)), ""]
     cross = {}
     for data in (d for d in datasets if d != "gowalla"):
         print(f"== {NAMES[data]}", flush=True)
@@ -213,13 +218,14 @@ def main() -> None:
         parts += ["## Across datasets, test, full ranking (train + valid items masked)", "",
                   cross_table(cross), ""]
     protocol = {
-        "gowalla": "LightGCN split; weight chosen on a validation part carved from the "
-                   "training file (one random training item per user with >= 2, seed 0, test "
-                   "dropped), chebycf at its rule settings "
-                   f"({', '.join(CARVED_FILTER)}); final run: streamrec train blend with no "
+        "gowalla": "LightGCN split; filter and weight chosen on a validation part carved "
+                   "from the training file (one random training item per user with >= 2, "
+                   "seed 0, test dropped), the filters at their size rules "
+                   f"({', '.join(CARVED_OVERRIDES)}); final run: streamrec train blend with no "
                    "options on the real split, test once",
         "others": "each dataset's split with its validation part; streamrec train blend with "
-                  "no options (chebycf's own search and the weight on validation); test once",
+                  "no options (each filter's own search, then the filter and the weight, on "
+                  "validation); test once",
         "metrics": "Recall@20, NDCG@20; full ranking over all items, seen items masked",
         "time": "wall clock of the whole train_run (training + fit + test evaluation), "
                 "shared 2-core CPU",
@@ -228,7 +234,8 @@ def main() -> None:
         "quick": args.quick and "smoke test: MovieLens-100k, 2 epochs, in this process",
     }
     write_result(name, {"protocol": protocol, "published": PUBLISHED, "target": TARGET,
-                        "default_weight": DEFAULT_WEIGHT, "results": results,
+                        "default_filter": DEFAULT_FILTER, "default_weight": DEFAULT_WEIGHT,
+                        "results": results,
                         "total_seconds": time.perf_counter() - t0}, "\n".join(parts),
                  history=f"Gowalla: {HISTORY['no-valid']}; the other data sets: "
                          f"{HISTORY['train+valid']}")

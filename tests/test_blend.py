@@ -15,7 +15,9 @@ pytest.importorskip("torch_geometric")
 
 from streamrec.common import OptionsError  # noqa: E402
 from streamrec.models.blend import (  # noqa: E402
+    DEFAULT_FILTER,
     DEFAULT_WEIGHT,
+    FILTERS,
     WEIGHT_GRID,
     BlendConfig,
     mix_scores,
@@ -50,17 +52,25 @@ def blend_runs(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {"valid": valid, "no_valid": no_valid}
 
 
-def test_weight_is_chosen_on_validation_from_the_grid(blend_runs: dict) -> None:
+def test_filter_and_weight_are_chosen_on_validation_from_the_grid(blend_runs: dict) -> None:
     run = blend_runs["valid"]
     fit = run.results["train"]["fit"]
     assert fit["selection"] == "validation" and fit["metric"] == "ndcg@20"
     tried = fit["tried"]
-    assert [t["weight"] for t in tried] == list(WEIGHT_GRID)
+    # LightGCN alone once, then every filter at every other weight of the grid
+    assert [(t["filter"], t["weight"]) for t in tried] == [("-", 0.0)] + [
+        (f, w) for f in FILTERS for w in WEIGHT_GRID if w > 0]
     best = max(t["ndcg@20"] for t in tried)
-    first_best = next(t["weight"] for t in tried if t["ndcg@20"] == best)
-    assert fit["weight"] == first_best == float(run.model.weight)
-    assert fit["filter"] == "chebycf" and fit["filter_selection"] == "validation"
-    # the final validation of the run is the blend's at the chosen weight (all users, so at
+    first_best = next(t for t in tried if t["ndcg@20"] == best)
+    assert fit["weight"] == first_best["weight"] == float(run.model.weight)
+    assert first_best["filter"] in ("-", fit["filter"]) and fit["filter"] in FILTERS
+    assert run.model.filter.name == fit["filter"] == FILTERS[int(run.model.filter_index)]
+    # every filter was fitted with its own search on validation; the chosen one's report flat
+    assert set(fit["filters"]) == set(FILTERS)
+    assert fit["filter_selection"] == fit["filters"][fit["filter"]]["selection"]
+    assert all(f["selection"] == "validation" for n, f in fit["filters"].items()
+               if n != "gf-cf")
+    # the final validation of the run is the blend's at the chosen pair (all users, so at
     # least as many as the choice's sample: here the same users)
     assert run.results["valid"]["metrics"]["ndcg@20"] == pytest.approx(best, abs=1e-5)
 
@@ -81,6 +91,7 @@ def test_scores_are_the_mix_of_lightgcn_and_the_filter(blend_runs: dict) -> None
 def test_without_validation_the_default_weight_and_the_filter_rule(blend_runs: dict) -> None:
     fit = blend_runs["no_valid"].results["train"]["fit"]
     assert fit["selection"] == "default (no validation)" and fit["weight"] == DEFAULT_WEIGHT
+    assert fit["filter"] == DEFAULT_FILTER and list(fit["filters"]) == [DEFAULT_FILTER]
     assert fit["filter_selection"].startswith("rule")
 
 
@@ -101,7 +112,8 @@ def test_a_loaded_run_keeps_its_filter_and_weight(blend_runs: dict) -> None:
     run = blend_runs["valid"]
     loaded = load_run(run.path)
     assert float(loaded.model.weight) == float(run.model.weight) and bool(loaded.model.fitted)
-    assert loaded.model.filter.k == run.model.filter.k
+    assert loaded.model.filter.name == run.model.filter.name
+    assert loaded.model.state_dict().keys() == run.model.state_dict().keys()
     users, history = torch.arange(8), run.split.history(run.dataset, "test")
     with torch.no_grad():
         assert torch.equal(loaded.model.score(users, history), run.model.score(users, history))
@@ -113,9 +125,10 @@ def test_a_loaded_run_keeps_its_filter_and_weight(blend_runs: dict) -> None:
     ({"weight": 1.5}, "weight"),
     ({"weight": "often"}, "weight"),
     ({"filter": "ease"}, "filter"),
-    ({"filter_options": ["order=0"]}, "order"),
-    ({"filter_options": ["no_such=1"]}, "no_such"),
-    ({"filter_options": ["k"]}, "key=value"),
+    ({"filter_options": ["k=8"]}, "name the filter"),
+    ({"filter": "chebycf", "filter_options": ["order=0"]}, "order"),
+    ({"filter": "bspm", "filter_options": ["no_such=1"]}, "no_such"),
+    ({"filter": "chebycf", "filter_options": ["k"]}, "key=value"),
 ])
 def test_bad_options_are_named(values: dict, words: str) -> None:
     with pytest.raises(OptionsError, match=words):
@@ -131,3 +144,43 @@ def test_filter_options_reach_the_filter(tiny) -> None:
     model = Blend(cfg, make_split(tiny, "loo").train(tiny))
     assert model.filter.name == "bspm" and model.filter.config.k == 8
     assert model.filter.config.beta == 0.3 and float(model.weight) == 0.5
+
+
+def test_the_saved_filter_is_rebuilt_on_load(tiny) -> None:
+    """A blend whose validation chose another filter than the default loads as that filter."""
+    from streamrec.data.splits import make_split
+    from streamrec.models.blend import Blend
+
+    split = make_split(tiny, "loo")
+    train, history = split.train(tiny), split.history(tiny, "test")
+    cfg = BlendConfig.from_dict({**BlendConfig().to_dict(), "weight": 0.4})
+    trained = Blend(cfg, train).eval()
+    other = next(f for f in FILTERS if f != DEFAULT_FILTER)
+    trained._use_filter(other)
+    trained.filter.fit(train, None)
+    trained.fitted.fill_(True)
+    fresh = Blend(cfg, train).eval()
+    assert fresh.filter.name == DEFAULT_FILTER
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.filter.name == other
+    users = torch.arange(5)
+    with torch.no_grad():
+        assert torch.equal(fresh.score(users, history), trained.score(users, history))
+
+
+def test_the_choice_caches_each_part_once_per_users_and_history(blend_runs: dict) -> None:
+    """Each validation builds a new history object: the cache keys on its content, so the
+    choice scores every part once, not once per weight (it held one copy per call before)."""
+    run = blend_runs["valid"]
+    model, users = run.model, torch.arange(7)
+    model._parts = {}
+    try:
+        once, twice = (run.split.history(run.dataset, "valid") for _ in range(2))
+        assert once is not twice
+        with torch.no_grad():
+            first, again = model.score(users, once), model.score(users, twice)
+            assert torch.equal(first, again) and len(model._parts) == 2
+            model.score(users, run.split.history(run.dataset, "test"))  # other rows: new keys
+            assert len(model._parts) == 4
+    finally:
+        model._parts = None

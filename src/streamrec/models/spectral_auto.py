@@ -57,7 +57,7 @@ from streamrec.data.dataset import Dataset
 from streamrec.models.base import Validate, validate_on, validation_target
 
 __all__ = ["AUTO", "INTERACTIONS_PER_K", "MAX_K", "MIN_K", "SELECTION_BYTES", "AutoSpectral",
-           "auto_or_at_least", "k_grid", "rule_k", "selection_users"]
+           "HistoryRows", "auto_or_at_least", "k_grid", "rule_k", "row_key", "selection_users"]
 
 AUTO = "auto"
 #: the size rule: one singular vector per this many training interactions
@@ -102,7 +102,7 @@ def selection_users(valid_users: int, n_items: int, parts: int) -> int:
     return max(1, min(valid_users, SELECTION_BYTES // (4 * n_items * (parts + 1))))
 
 
-def _row_key(users: np.ndarray, rows: sp.csr_matrix) -> bytes:
+def row_key(users: np.ndarray, rows: sp.csr_matrix) -> bytes:
     """A digest of a scoring call (which users, with which history rows)."""
     h = hashlib.blake2b(digest_size=16)
     for a in (users.astype(np.int64), rows.indptr.astype(np.int64),
@@ -357,7 +357,7 @@ class AutoSpectral:
         ``k``), or None outside a search."""
         if self._cache is None:
             return None
-        key = _row_key(users, rows)
+        key = row_key(users, rows)
         entry = self._cache.get(key)
         if entry is None:
             step = self.config.batch_users
