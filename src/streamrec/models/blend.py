@@ -181,7 +181,8 @@ class Blend(LightGCN):
 
     def _use_filter(self, name: str) -> None:
         if self.filter.name != name:
-            self.filter = ((self._candidates or {}).get(name) or self._make_filter(name)).to(
+            built = (self._candidates or {}).get(name)
+            self.filter = (self._make_filter(name) if built is None else built).to(
                 self.weight.device)
         self.filter_index.fill_(FILTERS.index(name))
 
