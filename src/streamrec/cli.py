@@ -228,8 +228,8 @@ def data_import(
     overwrite: bool = typer.Option(False, help="Replace an existing directory."),
 ) -> None:
     """Import a real dataset into StreamRec's format."""
+    from streamrec.common import parse_value
     from streamrec.data.importers import import_dataset
-    from streamrec.train.config import parse_value
 
     opts: dict[str, Any] = {}
     for item in option:
