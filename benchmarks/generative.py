@@ -135,7 +135,9 @@ PROTOCOL_COMMON = {
     "metrics": "Recall@20 (denominator: all the user's test items) and NDCG@20 (binary "
                "gains), averaged over the test users",
     "timing": "train time = the run's training wall time, validation included; peak RSS, "
-              "wall and CPU time of the model's own child process (wait4)",
+              "wall and CPU time of the model's own child process (wait4); against RecBole "
+              "(its epochs' and validations' summed seconds) the time is the same sum plus "
+              "the checkpoint writes (what --time-budget counts)",
 }
 
 
@@ -224,6 +226,9 @@ def worker(spec_file: str, out_file: str) -> None:
             "train_config": r.config["train_config"],
             "split": r.config["split"],
             "train_seconds": res["train_seconds"],
+            # epochs + validations + checkpoint writes: what --time-budget counts, and what
+            # RecBole's train + valid seconds (its epochs' and validations' sums) compare with
+            "loop_seconds": res["train"]["train_seconds"],
             "epochs_run": res["train"]["epochs_run"],
             "best_epoch": res["train"]["best_epoch"],
             "stopped_early": res["train"].get("stopped_early"),
@@ -591,15 +596,22 @@ def small_table(name: str, block: dict[str, Any]) -> str:
                      f"| {proc['peak_rss_mb']:.0f} MB |")
         target = block.get("target")
         if target:
-            lines += ["", f"Target (mult-vae NDCG@20 >= RecBole's, train time <= RecBole's "
-                          f"train + validation time): **{'met' if target['met'] else 'NOT met'}**"
+            lines += ["", f"Target (mult-vae NDCG@20 >= RecBole's; its seconds of epochs, "
+                          f"validations and checkpoint writes <= RecBole's of epochs and "
+                          f"validations): **{'met' if target['met'] else 'NOT met'}**"
                           f" ({target['ours_ndcg@20']:.4f} vs {target['recbole_ndcg@20']:.4f}; "
                           f"{target['ours_seconds']:.0f} s vs {target['recbole_seconds']:.0f} s)"]
             if "timed_ndcg" in target:
+                walls = ""
+                if target.get("recbole_fit_seconds") is not None:
+                    walls = (f" (wall of the whole fit, setup and final save included: ours "
+                             f"{target['timed_fit_seconds']:.1f} s, RecBole's "
+                             f"{target['recbole_fit_seconds']:.1f} s)")
                 lines += ["", f"With RecBole's time as its budget (`--time-budget "
                               f"{target['recbole_seconds']:.1f}s`; its best validated epoch "
                               f"kept): NDCG@20 {target['timed_ndcg']:.4f} in "
-                              f"{target['timed_seconds']:.1f} s: **"
+                              f"{target['timed_seconds']:.1f} s of epochs, validations and "
+                              f"checkpoint writes{walls}: **"
                               f"{'met' if target['timed_met'] else 'NOT met'}**"]
     else:
         why = peer.get("reason") or f"exit {peer.get('process', {}).get('returncode')}"
@@ -616,12 +628,19 @@ def part_small(args: argparse.Namespace, ctx: Context) -> None:
     partial = common.RESULTS / f"{name_out}.partial.json"
     blocks: dict[str, Any] = {}
     saved = common.RESULTS / f"{name_out}.json"
-    if saved.is_file():  # the data sets not run now keep their saved block (run in pieces)
-        blocks = {k: v for k, v in json.loads(saved.read_text())["results"].items()
-                  if k not in datasets}
+    saved_blocks: dict[str, Any] = {}
+    if saved.is_file():  # what is not run now keeps its saved figures (run in pieces)
+        saved_blocks = json.loads(saved.read_text())["results"]
+        blocks = {k: v for k, v in saved_blocks.items() if k not in datasets}
     for data_name in datasets:
         data = small_data(data_name, ctx)
-        rows: dict[str, dict[str, Any]] = {}
+        old = saved_blocks.get(data_name, {})
+        # the models not run now keep their saved rows (in the table's order)
+        rows: dict[str, dict[str, Any]] = {
+            k: v for k, v in old.get("rows", {}).items()
+            if k not in models and not (k.startswith("mult-vae,") and "mult-vae" in models)}
+        if "mult-vae" not in models and "recbole" in old:  # RecBole's run compares with it
+            blocks[data_name] = old | {"rows": rows}
         for name in models:
             grid = {"l2": EASE_GRID[data_name]} if name == "ease" else None
             out = ctx.work / data_name / "runs" / name if name in SAMPLERS else None
@@ -630,6 +649,12 @@ def part_small(args: argparse.Namespace, ctx: Context) -> None:
                                    test_history="train")
             common.RESULTS.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps({**blocks, data_name: rows}, indent=2, default=str))
+        order = [*SMALL_MODELS, "mult-vae, RecBole's time"]
+        rows = dict(sorted(rows.items(), key=lambda kv: order.index(kv[0])
+                           if kv[0] in order else len(order)))
+        if data_name in blocks:  # mult-vae not re-run: RecBole's run and the target stand
+            blocks[data_name]["rows"] = rows
+            continue
         peer = run_peer(data, data_name, ctx)
         block = {"protocol": {**data_protocol(data), "K": 20, **PROTOCOL_COMMON},
                  "rows": rows, "recbole": peer}
@@ -646,14 +671,18 @@ def part_small(args: argparse.Namespace, ctx: Context) -> None:
             block["target"] = {
                 "ours_ndcg@20": vae["test"]["ndcg@20"],
                 "recbole_ndcg@20": peer["metrics"]["ndcg@20"],
-                "ours_seconds": vae["train_seconds"], "recbole_seconds": peer_seconds,
+                "ours_seconds": vae.get("loop_seconds", vae["train_seconds"]),
+                "recbole_seconds": peer_seconds,
                 "met": (vae["test"]["ndcg@20"] >= peer["metrics"]["ndcg@20"]
-                        and vae["train_seconds"] <= peer_seconds)}
+                        and vae.get("loop_seconds", vae["train_seconds"]) <= peer_seconds)}
             if "test" in timed:
+                timed_seconds = timed.get("loop_seconds", timed["train_seconds"])
                 block["target"].update(
-                    timed_ndcg=timed["test"]["ndcg@20"], timed_seconds=timed["train_seconds"],
+                    timed_ndcg=timed["test"]["ndcg@20"], timed_seconds=timed_seconds,
+                    timed_fit_seconds=timed["train_seconds"],
+                    recbole_fit_seconds=peer.get("fit_seconds"),
                     timed_met=(timed["test"]["ndcg@20"] >= peer["metrics"]["ndcg@20"]
-                               and timed["train_seconds"] <= peer_seconds))
+                               and timed_seconds <= peer_seconds))
         blocks[data_name] = block
     protocol = {
         "data": "MovieLens-100k (GroupLens u.data, ratings as interactions) and the m0 world "

@@ -180,6 +180,14 @@ def test_cfgan_beats_popularity_and_logs_both_players(
     assert saved["train"]["valid_tail_std"] >= 0
 
 
+def test_cfgan_has_a_default_time_budget_that_an_option_replaces() -> None:
+    from streamrec.train.config import build_configs
+
+    assert build_configs("cfgan")[1].time_budget == 600.0
+    assert build_configs("cfgan", overrides=["time_budget=1h"])[1].time_budget == 3600.0
+    assert build_configs("diffrec")[1].time_budget is None  # the others have none
+
+
 def test_a_gan_step_moves_only_its_own_player(small_ds: Dataset) -> None:
     torch.manual_seed(0)
     model = CFGAN(CFGANConfig(g_hidden=[8], d_hidden=[8]), small_ds)

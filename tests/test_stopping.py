@@ -112,6 +112,28 @@ def test_time_budget_ends_with_the_best_checkpoint_and_says_so(tmp_path):
         assert torch_equal(saved[k], v), k
 
 
+def test_time_budget_counts_checkpoint_writes_and_keeps_their_time_back(tmp_path,
+                                                                        monkeypatch):
+    # every checkpoint write takes 0.15 s: counted in train_seconds, and the budget keeps one
+    # write's (and one validation's) time back, so the run ends within it (slack below one
+    # write: a 20 ms step's granularity and a loaded machine's jitter)
+    import time
+
+    from streamrec.train import trainer as trainer_mod
+
+    write = trainer_mod.save_checkpoint
+
+    def slow_write(*a, **k):
+        time.sleep(0.15)
+        return write(*a, **k)
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", slow_write)
+    res, _, _ = _train_with_budget(tmp_path, 1.2)
+    assert res.stop_reason == "time budget" and res.epochs_run >= 2
+    assert res.train_seconds <= 1.2 + 0.1
+    assert res.train_seconds >= sum(r["seconds"] for r in res.history) + 0.15 * res.epochs_run
+
+
 def test_time_budget_shorter_than_an_epoch_still_validates(tmp_path):
     res, out, _ = _train_with_budget(tmp_path, 0.05)
     assert res.epochs_run == 1 and res.best_epoch == 0 and res.best_metric is not None

@@ -61,7 +61,9 @@ class TrainConfig(Options):
     valid_metric: str = "ndcg@20"
     metric_mode: str = "max"
     eval_every: int | None = None
-    #: wall-clock seconds of training at most (``--time-budget 5m``); the best epoch is kept
+    #: wall-clock seconds of training at most (``--time-budget 5m``): epochs, validations and
+    #: checkpoint writes; the run stops early enough for its last ones to fit; the best
+    #: epoch is kept
     time_budget: float | None = None
     seed: int = 0
     device: str = "cpu"

@@ -66,6 +66,9 @@ RESUME_FREE_FIELDS = frozenset({"progress", "threads", "device", "stop_after_epo
 
 #: Validation metrics shown on each epoch line besides the early-stopping metric.
 SUMMARY_METRICS = ("recall@20", "ndcg@20", "auc", "logloss")
+#: share added to the time the budget keeps back for the last validation and checkpoint write
+#: (they vary from one to the next)
+BUDGET_MARGIN = 0.1
 
 
 class TrainingInterrupted(RuntimeError):
@@ -88,7 +91,8 @@ class TrainResult:
         curve still moves at the end of training (a GAN's instability).
     epochs_run: epochs trained in total (across resumptions); 0 for closed-form models.
     stopped_early: whether early stopping (or a callback) ended training before ``epochs``.
-    train_seconds: wall time of training and validation (across resumptions).
+    train_seconds: wall time of training, validation and checkpoint writes (across
+        resumptions): what ``time_budget`` counts.
     history: one dict per epoch, as in ``metrics.jsonl``.
     fit: what the model's ``fit`` chose by itself (:meth:`Model.fit_report`, e.g. the options
         it picked on validation): a closed-form model's fit, or a trained model's closed-form
@@ -255,8 +259,10 @@ class Trainer:
         self.stop_reason: str | None = None
         #: set when ``cfg.time_budget`` ran out (the epoch in progress ends at once)
         self.out_of_time = False
-        #: wall time of the latest validation (what the budget keeps for the last one)
+        #: wall time of the longest validation and checkpoint write so far (what the budget
+        #: keeps back, with :data:`BUDGET_MARGIN`, for the last validation and checkpoint)
         self._valid_seconds = 0.0
+        self._save_seconds = 0.0
         self.train_seconds = 0.0
         #: pre-clip global grad norm of the latest step (0-d tensor on the model's device)
         self.last_grad_norm: torch.Tensor | None = None
@@ -359,6 +365,13 @@ class Trainer:
         if self.plan is not None:
             self.console.print(f"[dim]{self.plan.describe()}[/dim]", highlight=False,
                                soft_wrap=True)
+        if cfg.time_budget is not None:
+            from streamrec.train.budget import format_duration
+
+            self.console.print(f"[dim]time budget {format_duration(cfg.time_budget)}: "
+                               "training ends by then with its best validated epoch "
+                               "(--time-budget / time_budget to change)[/dim]",
+                               highlight=False, soft_wrap=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         epochs_this_call = 0
@@ -370,8 +383,13 @@ class Trainer:
                 finished = self.should_stop or epoch + 1 >= cfg.epochs
                 self.stopped_early = self.should_stop and epoch + 1 < cfg.epochs
                 if self.run_dir is not None:
+                    t_save = time.perf_counter()
                     save_checkpoint(self._checkpoint_state(finished),
                                     self._path(CHECKPOINT_FILE))
+                    # the write is part of the training time the budget counts
+                    took = time.perf_counter() - t_save
+                    self._save_seconds = max(self._save_seconds, took)
+                    self.train_seconds += took
                 self._print_epoch(record)
                 if (not finished and cfg.stop_after_epochs is not None
                         and epochs_this_call >= cfg.stop_after_epochs):
@@ -480,11 +498,14 @@ class Trainer:
                 self.global_step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, step, losses[-1])
-                # stop early enough for the last validation to fit in the budget too
-                if cfg.time_budget is not None and self._over_budget(
-                        self.train_seconds + time.perf_counter() - t0 + self._valid_seconds):
-                    self.out_of_time = True
-                    break
+                # stop early enough for the last validation and checkpoint to fit in too, and
+                # before a step (as long as the epoch's mean one) would leave them no room
+                if cfg.time_budget is not None:
+                    now = time.perf_counter() - t0
+                    if self._over_budget(self.train_seconds + now * (step + 2) / (step + 1)
+                                         + self._reserve()):
+                        self.out_of_time = True
+                        break
             if step < 0:
                 raise RuntimeError(
                     f"{type(model).__name__}.batches yielded no batch in epoch {epoch}"
@@ -523,7 +544,10 @@ class Trainer:
                 self._update_best(epoch, logs)
         record["seconds"] = time.perf_counter() - t0
         self.train_seconds += record["seconds"]
-        if cfg.time_budget is not None and self._over_budget(self.train_seconds):
+        # this epoch's checkpoint write counts too (as long as the last one took), and another
+        # epoch must leave room for its validation and write
+        if cfg.time_budget is not None and self._over_budget(
+                self.train_seconds + self._save_seconds + self._reserve()):
             self.out_of_time = True
         if self.out_of_time:
             record["time_budget"] = True
@@ -560,6 +584,11 @@ class Trainer:
                 )
         return float(sum(values))
 
+    def _reserve(self) -> float:
+        """Seconds the time budget keeps back for the run's last validation and checkpoint
+        write: the longest of each so far, plus :data:`BUDGET_MARGIN`."""
+        return (1.0 + BUDGET_MARGIN) * (self._valid_seconds + self._save_seconds)
+
     def _over_budget(self, seconds: float) -> bool:
         """Whether ``seconds`` of training exhaust ``cfg.time_budget``; with data-parallel
         ranks, true when it is on any of them (they stop at the same step)."""
@@ -581,7 +610,7 @@ class Trainer:
                 raw = self.validate(self.model)
         finally:
             self.model.train(was_training)
-        self._valid_seconds = time.perf_counter() - t0
+        self._valid_seconds = max(self._valid_seconds, time.perf_counter() - t0)
         logs = {str(k): float(v) for k, v in dict(raw).items()}
         if type(self.model).trainable and self.cfg.valid_metric not in logs:
             raise KeyError(
