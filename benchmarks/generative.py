@@ -30,7 +30,10 @@ Three parts; each writes ``results/generative_PART.json`` (+ ``.md``, the table)
     through the peer harness (``../shared/peers/recbole_peer.py``, its own virtualenv
     ``.peer-venv``; without it the table says so and how to create it), validating NDCG@20
     every epoch with patience 10, at most ``--peer-epochs`` (100) epochs. Target: mult-vae at
-    least RecBole's NDCG@20, in no more time (RecBole's train + validation seconds).
+    least RecBole's NDCG@20, in no more time (RecBole's epochs' and validations' seconds against
+    ours plus our checkpoint writes, the time ``--time-budget`` counts). ``--models`` re-runs
+    those models and keeps the saved rows of the others (and RecBole's run, unless mult-vae is
+    among them).
 ``synthetic``
     Synthetic users from the trained Mult-VAE (``MultVAE.sample``: z ~ N(0, I) -> decoder ->
     that many distinct items, the count drawn from the real users' counts), DiffRec
