@@ -39,7 +39,7 @@ ZP with 70 % / 70 % negatives, G's L2 1e-3, 2 D and 4 G passes per epoch, batche
 except two: ReLU units (the authors: sigmoid) and a ZR weight of 0.3 (the authors: 0.03). With
 the authors' two, CFGAN stayed below popularity on Gowalla's 1,490-user subsample (NDCG@10
 0.022 against 0.028), and on the m0 world the discriminator won throughout and G's top lists
-collapsed onto a few items; with these two it reaches 0.049 there, and costs 11% on
+collapsed onto a few items; with these two it reaches 0.058 there, and costs 11% on
 MovieLens-100k (0.064 against 0.072, both above popularity's 0.044). Adam at 1e-3 (the authors:
 1e-4 for about 1,000 epochs), within a default time budget of 10 minutes (an epoch's cost grows
 as users x items: 0.8 s on MovieLens-100k, about 30 s on 10,000 users x 5,000 items on two CPU
