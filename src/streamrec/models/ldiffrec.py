@@ -34,7 +34,7 @@ and **no dropout on the denoiser's input** (the authors' denoiser keeps DiffRec'
 binary history DiffRec's input dropout is a denoising corruption; on the 300-unit latent code
 it hides half of the only path from history to scores at every training step, and the model
 fell to popularity (test NDCG@10, defaults benchmark: Amazon Sci 0.0182 -> 0.0733, its 10k
-subsample 0.042 -> 0.062, Gowalla's 94k subsample 0.025 -> 0.070 in 4 minutes, against
+subsample 0.042 -> 0.062, Gowalla's 94k subsample 0.025 -> 0.067 in 4 minutes, against
 popularity's 0.018 / 0.042 / 0.026; ``docs/generative.md``).
 """
 
