@@ -51,7 +51,13 @@ from torch import Tensor, nn
 from streamrec.common import at_least, in_range
 from streamrec.data.dataset import Dataset
 from streamrec.models.base import Recommender
-from streamrec.models.diffrec import Denoiser, DiffusionOptions, StepSampler, diffusion_loss
+from streamrec.models.diffrec import (
+    Denoiser,
+    DiffRec,
+    DiffusionOptions,
+    StepSampler,
+    diffusion_loss,
+)
 from streamrec.models.multvae import as_counts, draw_without_replacement
 from streamrec.models.rows import UserBatches
 
@@ -133,11 +139,10 @@ class LDiffRec(UserBatches, Recommender):
 
     name = "l-diffrec"
     Config = LDiffRecConfig
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "valid_metric": "ndcg@20"}
-    #: batch 400 for 100 epochs (Wang et al.); users are the examples, a sixth of them per
-    #: batch at least on small data (as DiffRec)
-    train_recipe: ClassVar[dict[str, Any]] = {"batch_size": 400, "epochs": 100,
-                                              "min_steps_per_epoch": 6}
+    #: DiffRec's: Adam 1e-3, batch 400 for 100 epochs (Wang et al.), a sixth of the users per
+    #: batch at least on small data
+    train_defaults: ClassVar[dict[str, Any]] = DiffRec.train_defaults
+    train_recipe: ClassVar[dict[str, Any]] = DiffRec.train_recipe
 
     def __init__(self, config: LDiffRecConfig, train: Dataset) -> None:
         super().__init__(config, train)
