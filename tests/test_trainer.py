@@ -224,6 +224,21 @@ def test_train_in_memory_learns_and_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_bf16_precision_trains_close_to_float32_with_float32_weights():
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        model = make_model()
+        res = train_model(model, tiny_dataset(), cfg(epochs=4, precision=precision),
+                          validate=make_validate())
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        runs[precision] = [r["loss"] for r in res.history]
+    assert runs["bf16"][-1] < runs["bf16"][0]  # it learns
+    assert runs["bf16"] == pytest.approx(runs["fp32"], rel=0.05)
+    assert runs["bf16"] != runs["fp32"]  # and the products really ran in bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")
+
+
 def test_run_dir_files_and_metrics(tmp_path):
     model = make_model()
     res = Trainer(model, tiny_dataset(), cfg(epochs=4, eval_every=2), tmp_path,

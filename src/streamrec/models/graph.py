@@ -141,9 +141,10 @@ class _FusedWeighted:
     aggr: str
 
     def message_and_aggregate(self, edge_index: Adj, x: Tensor, edge_weight: OptTensor) -> Tensor:
-        if isinstance(edge_index, EdgeIndex):
-            return edge_index.matmul(x, input_value=edge_weight, transpose=True)
-        return spmm(edge_index, x, reduce=self.aggr)
+        with torch.autocast(x.device.type, enabled=False):  # no bfloat16 sparse kernels
+            if isinstance(edge_index, EdgeIndex):
+                return edge_index.matmul(x.float(), input_value=edge_weight, transpose=True)
+            return spmm(edge_index, x.float(), reduce=self.aggr)
 
 
 class LightConv(_FusedWeighted, LGConv):
@@ -161,9 +162,10 @@ class SAGEConvFused(SAGEConv):
     SUPPORTS_FUSED_EDGE_INDEX = True
 
     def message_and_aggregate(self, edge_index: Adj, x: OptPairTensor) -> Tensor:
-        if isinstance(edge_index, EdgeIndex):
-            return edge_index.matmul(x[0], reduce=self.aggr, transpose=True)
-        return spmm(edge_index, x[0], reduce=self.aggr)
+        with torch.autocast(x[0].device.type, enabled=False):  # no bfloat16 sparse kernels
+            if isinstance(edge_index, EdgeIndex):
+                return edge_index.matmul(x[0].float(), reduce=self.aggr, transpose=True)
+            return spmm(edge_index, x[0].float(), reduce=self.aggr)
 
 
 # =========================================================================== the model

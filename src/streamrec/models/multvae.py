@@ -73,8 +73,9 @@ class SparseInputLinear(nn.Linear):
     (about 4x faster per step on Gowalla's 40,981 items). The state dict is ``nn.Linear``'s."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.is_sparse:
-            return torch.sparse.mm(x, self.weight.t()) + self.bias
+        if x.is_sparse:  # sparse products have no bfloat16 kernels: float32 under autocast
+            with torch.autocast(x.device.type, enabled=False):
+                return torch.sparse.mm(x.float(), self.weight.t()) + self.bias
         return super().forward(x)
 
 

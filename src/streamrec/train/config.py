@@ -27,6 +27,8 @@ from streamrec.common import Options, OptionsError, at_least, in_range, one_of, 
 from streamrec.train.schedules import OPTIMIZERS, SCHEDULES
 
 SECTIONS = ("model", "train", "split")
+#: the training loop's arithmetic: float32, or bfloat16 mixed precision (``TrainConfig.precision``)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclasses.dataclass
@@ -67,6 +69,10 @@ class TrainConfig(Options):
     time_budget: float | None = None
     seed: int = 0
     device: str = "cpu"
+    #: ``fp32``, or ``bf16``: mixed precision, the forward pass and loss under
+    #: ``torch.autocast(dtype=bfloat16)`` (matrix products in bfloat16, weights, optimizer
+    #: state and gradients kept in float32); validation and scoring stay in float32
+    precision: str = "fp32"
     progress: bool = True
     threads: int | None = None
     #: per-layer gradient norms and activation statistics (``diagnostics.jsonl`` / ``.png``)
@@ -75,7 +81,7 @@ class TrainConfig(Options):
     stop_after_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("optimizer", "schedule", "metric_mode", "device"):
+        for name in ("optimizer", "schedule", "metric_mode", "device", "precision"):
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, value.lower())
@@ -110,6 +116,7 @@ class TrainConfig(Options):
             *at_least("smooth", self.smooth, 1),
             *at_least("time_budget", self.time_budget, 0, strict=True),
             *one_of("metric_mode", self.metric_mode, ("max", "min")),
+            *one_of("precision", self.precision, PRECISIONS),
             *at_least("eval_every", self.eval_every, 1),
             *at_least("seed", self.seed, 0),
             *at_least("threads", self.threads, 1),

@@ -442,6 +442,10 @@ class Trainer:
         # accelerator sync every `sync_every` steps (the culprit step is still named exactly).
         sync_every = 1 if device.type == "cpu" else 32
         params = [p for p in model.parameters() if p.requires_grad]
+        # bf16: forward and loss in bfloat16 where autocast allows (matrix products), the
+        # weights, gradients and optimizer state stay float32 (no loss scaling is needed)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                  enabled=cfg.precision == "bf16")
 
         losses: list[torch.Tensor] = []
         grad_norms: list[torch.Tensor] = []
@@ -468,7 +472,8 @@ class Trainer:
             for step, (batch, weight) in enumerate(batches):
                 batch = move_to_device(batch, device)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self._loss_fn(batch)
+                with autocast:
+                    loss = self._loss_fn(batch).float()
                 if loss.dim() != 0:
                     raise ValueError(
                         f"{type(model).__name__}.loss must return a scalar, got shape "
