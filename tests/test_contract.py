@@ -9,8 +9,8 @@ runs with its defaults and one epoch).
 from __future__ import annotations
 
 import dataclasses
-import math
 import json
+import math
 from pathlib import Path
 
 import numpy as np

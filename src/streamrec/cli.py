@@ -101,7 +101,8 @@ class _Group(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.TyperException, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.TyperException, typer.Abort, KeyboardInterrupt,
+                BrokenPipeError):  # a closed pipe (`... | head`): click ends quietly, exit 1
             raise
         except Exception as e:
             if os.environ.get("STREAMREC_DEBUG"):
