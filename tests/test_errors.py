@@ -332,3 +332,19 @@ def test_world_and_data_errors(tmp_path):
     assert "key=value" in fails("data", "import", "csv", tmp_path, "--out", tmp_path / "d",
                                 "-o", "sep")
     assert "lr-find" not in fails("lr-find", "pop", "--data", tmp_path)
+
+
+def test_a_closed_output_pipe_is_not_an_internal_error(tmp_path):
+    """``streamrec train --help | head -40``: the reader closes the pipe while the help is
+    being written; the command ends quietly (non-zero, as click does), with no error line."""
+    import shlex
+    import subprocess
+
+    exe = Path(sys.executable).with_name("streamrec")
+    if not exe.is_file():
+        pytest.skip("the streamrec entry point is not installed next to this Python")
+    err = tmp_path / "err.txt"
+    subprocess.run(["bash", "-c", f"{shlex.quote(str(exe))} train --help "
+                    f"2>{shlex.quote(str(err))} | head -40 >/dev/null"], timeout=60, check=True)
+    text = err.read_text()
+    assert "internal error" not in text and "Traceback" not in text, text
