@@ -73,6 +73,7 @@ BEST: dict[str, tuple[list[str], str]] = {
     "diffrec": (["batch_size=400", "epochs=100", "patience=10"], "generative.md"),
     "l-diffrec": (["batch_size=400", "epochs=100", "patience=10"], "generative.md"),
     "cfgan": ([], "its defaults are its recipe"),
+    "blend": (["batch_size=16384", "epochs=5"], "gowalla_lightgcn.md (its LightGCN part)"),
     "cnn-text": ([], "defaults_demo.md (its defaults are its recipe)"),
 }
 
