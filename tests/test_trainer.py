@@ -174,6 +174,24 @@ def test_make_optimizer(name, cls):
     assert isinstance(opt, cls) and opt.param_groups[0]["weight_decay"] == 0.01
 
 
+@pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_fused_adam_takes_the_same_steps_as_torch_default(name, cls):
+    torch.manual_seed(0)
+    start = torch.randn(300, 40)
+    ours = nn.Parameter(start.clone())
+    ref = nn.Parameter(start.clone())
+    opt = make_optimizer([ours], TrainConfig(optimizer=name, lr=0.01, weight_decay=0.01))
+    assert opt.param_groups[0]["fused"] is True
+    ref_opt = cls([ref], lr=0.01, weight_decay=0.01)  # torch's default (foreach) kernel
+    for _ in range(20):
+        g = torch.randn_like(start)
+        for p, o in ((ours, opt), (ref, ref_opt)):
+            p.grad = g.clone()
+            o.step()
+    assert torch.allclose(ours, ref, atol=1e-6, rtol=1e-5)
+    assert not torch.equal(ours.detach(), start)
+
+
 # ---------------------------------------------------------------- schedules
 def lr_curve(c: TrainConfig, spe: int) -> list[float]:
     p = nn.Parameter(torch.zeros(1))
