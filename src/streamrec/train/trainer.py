@@ -473,7 +473,9 @@ class Trainer:
                 batch = move_to_device(batch, device)
                 self.optimizer.zero_grad(set_to_none=True)
                 with autocast:
-                    loss = self._loss_fn(batch).float()
+                    loss = self._loss_fn(batch)
+                if loss.dtype == torch.bfloat16:  # a loss autocast left in bfloat16
+                    loss = loss.float()
                 if loss.dim() != 0:
                     raise ValueError(
                         f"{type(model).__name__}.loss must return a scalar, got shape "
