@@ -272,7 +272,7 @@ def test_bf16_mixed_precision_loss_matches_float32(name: str, tiny) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = m.loss(move_to_device(batch, m.device)).float()
         loss.backward()
-        losses[precision] = float(loss)
+        losses[precision] = float(loss.detach())
         grads = [p.grad for p in m.parameters() if p.grad is not None]
         assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all()
                              for g in grads), precision
