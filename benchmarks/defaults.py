@@ -242,9 +242,10 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     # one line per model and dataset family (a base data set and its subsamples): the colour
     # is the model, the line style the family, so no line joins two different data sets
     families = sorted({r["dataset"].split("@")[0] for r in rows})
-    styles = dict(zip(families, ["-", "--", ":", "-."] * len(families), strict=False))
+    styles = dict(zip(families, ["-", "--", ":", "-.", (0, (1, 4)), (0, (5, 1, 1, 1, 1, 1))]
+                      * len(families), strict=False))
     models = sorted({r["model"] for r in rows if r["model"] != "pop"})
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(models)}
     for model in models:
         for ax, ref in zip(axes, ("best", "pop"), strict=True):
             labelled = False
