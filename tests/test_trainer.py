@@ -257,6 +257,16 @@ def test_bf16_precision_trains_close_to_float32_with_float32_weights():
         TrainConfig(precision="fp16")
 
 
+def test_lr_range_test_runs_in_the_runs_precision():
+    from streamrec.train.lr_find import lr_range_test
+
+    sweeps = {p: lr_range_test(make_model(), tiny_dataset(), cfg(precision=p), start_lr=1e-4,
+                               end_lr=1e-1, num_steps=12).losses
+              for p in ("fp32", "bf16")}
+    assert sweeps["bf16"] == pytest.approx(sweeps["fp32"], rel=0.05)
+    assert sweeps["bf16"] != sweeps["fp32"]
+
+
 def test_run_dir_files_and_metrics(tmp_path):
     model = make_model()
     res = Trainer(model, tiny_dataset(), cfg(epochs=4, eval_every=2), tmp_path,

@@ -32,7 +32,7 @@ import torch
 
 from streamrec.common import resolve_device
 from streamrec.data.dataset import Dataset, load_dataset
-from streamrec.train.trainer import move_to_device, resolve_budget
+from streamrec.train.trainer import as_float32, move_to_device, precision_context, resolve_budget
 
 
 @dataclasses.dataclass
@@ -128,7 +128,8 @@ def lr_range_test(
             g["lr"] = lr
         batch = move_to_device(next(batches), device)
         opt.zero_grad(set_to_none=True)
-        loss = model.loss(batch)
+        with precision_context(cfg, device):  # the run's precision (``precision=bf16``)
+            loss = as_float32(model.loss(batch))
         value = float(loss.detach())
         if not math.isfinite(value):
             diverged = True

@@ -177,6 +177,18 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def precision_context(cfg: TrainConfig, device: torch.device) -> torch.autocast:
+    """The region a training step's forward pass and loss run in: ``precision="bf16"``:
+    ``torch.autocast`` to bfloat16 (matrix products in bfloat16; weights, gradients and the
+    optimizer state stay float32, no loss scaling is needed); ``fp32``: a disabled one."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
+def as_float32(loss: torch.Tensor) -> torch.Tensor:
+    """A loss autocast left in bfloat16, as float32 (any other dtype unchanged)."""
+    return loss.float() if loss.dtype == torch.bfloat16 else loss
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Torch seed of one epoch: a stable hash of ``(seed, epoch)`` (63-bit)."""
     state = np.random.SeedSequence([int(seed), int(epoch), 0x5EED]).generate_state(2)
@@ -442,10 +454,7 @@ class Trainer:
         # accelerator sync every `sync_every` steps (the culprit step is still named exactly).
         sync_every = 1 if device.type == "cpu" else 32
         params = [p for p in model.parameters() if p.requires_grad]
-        # bf16: forward and loss in bfloat16 where autocast allows (matrix products), the
-        # weights, gradients and optimizer state stay float32 (no loss scaling is needed)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                  enabled=cfg.precision == "bf16")
+        autocast = precision_context(cfg, device)
 
         losses: list[torch.Tensor] = []
         grad_norms: list[torch.Tensor] = []
@@ -473,9 +482,7 @@ class Trainer:
                 batch = move_to_device(batch, device)
                 self.optimizer.zero_grad(set_to_none=True)
                 with autocast:
-                    loss = self._loss_fn(batch)
-                if loss.dtype == torch.bfloat16:  # a loss autocast left in bfloat16
-                    loss = loss.float()
+                    loss = as_float32(self._loss_fn(batch))
                 if loss.dim() != 0:
                     raise ValueError(
                         f"{type(model).__name__}.loss must return a scalar, got shape "
