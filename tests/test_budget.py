@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from streamrec.train.budget import (
+    DEFAULT_TIME_BUDGET,
     Recipe,
     budget_batch_size,
+    fit_epochs,
     format_duration,
     parse_duration,
     plan_budget,
@@ -82,6 +84,11 @@ def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
+@pytest.mark.parametrize("text", ["off", "none", "inf", " OFF "])
+def test_parse_duration_no_limit(text):
+    assert parse_duration(text) == float("inf")
+
+
 @pytest.mark.parametrize("text", ["", "5 minutes", "-3m", "0", "m5", "nan"])
 def test_parse_duration_refuses(text):
     with pytest.raises(ValueError):
@@ -91,3 +98,34 @@ def test_parse_duration_refuses(text):
 def test_format_duration():
     assert [format_duration(s) for s in (0, 45, 300, 150, 5400)] == [
         "0s", "45s", "5m", "2m30s", "1h30m"]
+
+
+def test_default_time_budget_and_lifting_it():
+
+    from streamrec.train import TrainConfig
+    from streamrec.train.budget import resolve_config
+
+    p = plan_budget(8000, MF)
+    assert p.time_budget == DEFAULT_TIME_BUDGET == 600 and p.set_by["time_budget"] == "budget"
+    assert "time budget 10m" in p.describe()
+    q = plan_budget(8000, MF, {"time_budget": 90.0})
+    assert q.time_budget == 90 and q.set_by["time_budget"] == "set"
+    off = plan_budget(8000, MF, {"time_budget": 0.0})
+    assert off.time_budget is None and "time budget off (set)" in off.describe()
+    assert resolve_config(TrainConfig(), 8000, MF)[0].time_budget == 600
+    assert resolve_config(TrainConfig(time_budget="off"), 8000, MF)[0].time_budget is None
+    assert resolve_config(TrainConfig(time_budget="5m"), 8000, MF)[0].time_budget == 300
+
+
+def test_fit_epochs_worked_numbers():
+    # 2 epochs done of 100; 10 s an epoch, 1 s a write, validation 20 s every 2nd epoch and
+    # at the last: 200 s left. 10 more epochs (to 12) = 110 s + 5 validations = 210 s: too
+    # much; 9 more (to 11) = 99 s + 4 on the interval + the last (epoch 11) = 199 s: fits.
+    assert fit_epochs(2, 100, 2, 200.0, 10.0, 20.0, 1.0) == 11
+    assert fit_epochs(2, 100, 2, 209.9, 10.0, 20.0, 1.0) == 11
+    assert fit_epochs(2, 100, 2, 220.0, 10.0, 20.0, 1.0) == 12  # 110 + 5 x 20 = 210
+    # never past the planned epochs, and always one more (the deadline ends the rest)
+    assert fit_epochs(2, 5, 1, 1e9, 10.0, 20.0) == 5
+    assert fit_epochs(2, 100, 1, 0.0, 10.0, 20.0) == 3
+    # validation every epoch: (10 + 20) a piece, 95 s -> 3 more
+    assert fit_epochs(0, 100, 1, 95.0, 10.0, 20.0) == 3

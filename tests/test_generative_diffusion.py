@@ -193,7 +193,9 @@ def test_cfgan_has_a_default_time_budget_that_an_option_replaces() -> None:
 
     assert build_configs("cfgan")[1].time_budget == 600.0
     assert build_configs("cfgan", overrides=["time_budget=1h"])[1].time_budget == 3600.0
-    assert build_configs("diffrec")[1].time_budget is None  # the others have none
+    # the others leave it to the budget (10 minutes when training starts)
+    assert build_configs("diffrec")[1].time_budget is None
+    assert build_configs("cfgan", overrides=["time_budget=off"])[1].time_budget == 0.0
 
 
 def test_a_gan_step_moves_only_its_own_player(small_ds: Dataset) -> None:

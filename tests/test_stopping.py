@@ -80,7 +80,7 @@ class SlowMF:
         return model
 
 
-def _train_with_budget(tmp_path, seconds, epochs=100):
+def _train_with_budget(tmp_path, seconds, epochs=100, **kw):
     import io
 
     from rich.console import Console
@@ -91,8 +91,10 @@ def _train_with_budget(tmp_path, seconds, epochs=100):
     values = iter(np.linspace(0.1, 0.9, 1000))  # every validation a new best
     console = Console(file=io.StringIO(), width=200)
     model = SlowMF.make()
-    trainer = Trainer(model, tiny_dataset(), cfg(epochs=epochs, valid_metric="ndcg@20",
-                                                 patience=5, time_budget=seconds),
+    options = dict(epochs=epochs, valid_metric="ndcg@20", patience=5, time_budget=seconds,
+                   fit_to_time_budget=False)
+    options.update(kw)
+    trainer = Trainer(model, tiny_dataset(), cfg(**options),
                       tmp_path, validate=lambda m: {"ndcg@20": float(next(values))},
                       console=console)
     return trainer.fit(), console.file.getvalue(), model
@@ -140,6 +142,50 @@ def test_time_budget_shorter_than_an_epoch_still_validates(tmp_path):
     assert res.stop_reason == "time budget" and "time budget" in out
 
 
+def test_time_budget_fits_the_schedule_to_the_epochs_that_fit(tmp_path):
+    # the default: after a few epochs the measured pace says 100 will not fit in 1.5 s, so the
+    # run is shortened to those that do and its cosine schedule ends at the new last step
+    res, out, model = _train_with_budget(tmp_path, 1.5, fit_to_time_budget=True,
+                                         schedule="cosine", min_lr_ratio=0.01)
+    fitted = res.budget["fitted_epochs"]
+    assert fitted is not None and 2 <= fitted < 100 and res.epochs_run == fitted
+    assert res.stop_reason is None and not res.stopped_early  # it finished its schedule
+    assert res.train_seconds <= 1.5 + 0.1
+    assert "the schedule now ends after" in out and f"--set epochs={fitted}" in out
+    # the last epoch trained at the cosine's floor: lr * min_lr_ratio at the last step
+    from test_trainer import cfg
+
+    base_lr = cfg().lr
+    assert res.history[-1]["lr"] == pytest.approx(0.01 * base_lr, rel=0.05)
+    assert max(r["lr"] for r in res.history) > 0.5 * base_lr
+
+
+def test_time_budget_fit_survives_a_resume(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from streamrec.train import Trainer
+    from streamrec.train.trainer import TrainingInterrupted
+    from test_trainer import cfg, tiny_dataset
+
+    def trainer(**kw):
+        options = dict(epochs=100, valid_metric="ndcg@20", patience=50, time_budget=1.5,
+                       schedule="cosine", **kw)
+        return Trainer(SlowMF.make(), tiny_dataset(), cfg(**options), tmp_path,
+                       validate=lambda m: {"ndcg@20": 0.5},
+                       console=Console(file=io.StringIO(), width=200))
+
+    first = trainer(stop_after_epochs=4)
+    with pytest.raises(TrainingInterrupted):
+        first.fit()
+    assert first.cfg.epochs < 100  # fitted after the first epochs
+    again = trainer()
+    res = again.fit(resume=True)
+    assert res.budget["fitted_epochs"] is not None
+    assert res.budget["fitted_epochs"] <= first.cfg.epochs
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
@@ -159,8 +205,15 @@ def test_cli_time_budget(tiny_dir, tmp_path):
                             "--time-budget", "1s"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     results = __import__("json").loads((run / "results.json").read_text())
-    assert results["train"]["stop_reason"] == "time budget"
-    assert "time budget 1s reached" in r.output and "test:" in r.output
+    fitted = results["train"]["budget"]["fitted_epochs"]
+    assert fitted is not None and fitted < 100000 and results["train"]["epochs_run"] <= fitted
+    assert "the schedule now ends after" in r.output and "test:" in r.output
+    off = runner.invoke(app, ["train", "mf", "--data", str(tiny_dir), "--out", str(run),
+                              "--quiet", "--overwrite", "--set", "epochs=2",
+                              "--time-budget", "off"], catch_exceptions=False)
+    assert off.exit_code == 0, off.output
+    budget = __import__("json").loads((run / "results.json").read_text())["train"]["budget"]
+    assert budget["time_budget"] is None and budget["set_by"]["time_budget"] == "set"
     bad = runner.invoke(app, ["train", "mf", "--data", str(tiny_dir), "--out", str(run),
                               "--time-budget", "soon"])
     assert bad.exit_code != 0 and "error: --time-budget" in bad.output

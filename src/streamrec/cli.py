@@ -410,8 +410,9 @@ def train(
     rdzv: str | None = typer.Option(None, help="With --nproc: HOST:PORT of the rendezvous "
                                     "every node joins."),
     time_budget: str | None = typer.Option(
-        None, "--time-budget", help="Wall-clock limit of training, e.g. 90s, 5m, 1.5h; the "
-        "run ends with its best validated epoch."),
+        None, "--time-budget", help="Wall-clock limit of training, e.g. 90s, 5m, 1.5h, or off "
+        "(default 10m): the epochs are shortened to fit, and the run ends with its best "
+        "validated epoch."),
 ) -> None:
     """Train a model on a dataset; evaluate it on the validation and test parts."""
     from streamrec.run import train_run

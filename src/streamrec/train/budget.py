@@ -17,7 +17,11 @@ per epoch (what the model's ``num_batches(train, 1)`` counts: interactions, user
 * warm-up: ``round(warmup * total_steps)`` steps (given to the loop as ``warmup_epochs``);
 * validation every ``ceil(epochs / evals)`` epochs (about ``evals`` validations in a run);
 * patience (in validations): ``max(min_patience, ceil(patience * n_validations))``, and no
-  early stop before epoch ``ceil(min_share * epochs)``.
+  early stop before epoch ``ceil(min_share * epochs)``;
+* a wall-clock budget of :data:`DEFAULT_TIME_BUDGET` (10 minutes; ``time_budget=off`` or 0
+  lifts it): when the epochs measured so far say the planned ones will not fit, the trainer shortens
+  the schedule to the epochs that do (:func:`fit_epochs`), so the learning rate still decays
+  to its end; the run also stops at the deadline with its best validated epoch.
 
 Everything the user (``--set``, a config file) or the model (``train_defaults``) sets
 explicitly wins; the rest is derived consistently from it (e.g. ``--set batch_size=32``
@@ -34,7 +38,12 @@ from typing import Any
 
 #: the train options the budget fills in when they are not set (None)
 BUDGET_FIELDS = ("batch_size", "epochs", "warmup_epochs", "eval_every", "patience",
-                 "min_epochs")
+                 "min_epochs", "time_budget")
+
+#: wall-clock seconds of training when none is set: what a default run may take on the
+#: reference machine (issue 19: no default run over 10 minutes). ``time_budget=off`` (0)
+#: means none.
+DEFAULT_TIME_BUDGET = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +104,8 @@ class Plan:
     patience: int
     min_epochs: int
     set_by: dict[str, str]
+    #: wall-clock seconds of training at most (None: no limit)
+    time_budget: float | None = None
 
     def describe(self) -> str:
         """One line for the start of training."""
@@ -109,7 +120,9 @@ class Plan:
                 f"{self.warmup_steps} steps{mark('warmup_epochs')}; validate every "
                 f"{self.eval_every} epoch(s){mark('eval_every')}, patience {self.patience} "
                 f"validations{mark('patience')}, no early stop before epoch "
-                f"{self.min_epochs}{mark('min_epochs')}")
+                f"{self.min_epochs}{mark('min_epochs')}; time budget "
+                f"{format_duration(self.time_budget) if self.time_budget else 'off'}"
+                f"{mark('time_budget')}")
 
 
 def pow2_round(x: float) -> int:
@@ -166,29 +179,57 @@ def plan_budget(examples: int, recipe: Recipe, fixed: Mapping[str, Any] | None =
         min_epochs = int(fixed["min_epochs"])
     else:
         min_epochs = min(epochs, math.ceil(recipe.min_share * epochs))
+    budget = float(fixed.get("time_budget", DEFAULT_TIME_BUDGET))  # 0 or inf: off
     return Plan(examples=examples, batch_size=batch, steps_per_epoch=spe, epochs=epochs,
                 total_steps=total, warmup_steps=warm, warmup_epochs=warmup_epochs,
                 eval_every=eval_every, validations=validations, patience=patience,
-                min_epochs=min_epochs, set_by=set_by)
+                min_epochs=min_epochs, set_by=set_by,
+                time_budget=budget if 0 < budget < math.inf else None)
+
+
+def fit_epochs(done: int, epochs: int, eval_every: int, seconds_left: float,
+               epoch_seconds: float, valid_seconds: float, save_seconds: float = 0.0) -> int:
+    """The most epochs in all (between ``done + 1`` and ``epochs``) whose remaining ones fit in
+    ``seconds_left``, ``done`` epochs being complete.
+
+    Epoch ``e`` (0-based) costs ``epoch_seconds + save_seconds``, plus ``valid_seconds`` when
+    it validates: every ``eval_every``-th epoch and the last one. At least one more epoch is
+    always granted (the deadline, not this plan, ends a run that has no time left).
+    """
+    best = done + 1
+    every = max(1, int(eval_every))
+    for total in range(done + 1, max(done + 1, int(epochs)) + 1):
+        validations = total // every - done // every + (1 if total % every else 0)
+        cost = (total - done) * (epoch_seconds + save_seconds) + validations * valid_seconds
+        if cost > seconds_left:
+            break
+        best = total
+    return min(best, max(done + 1, int(epochs)))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+#: how a duration says "no limit"
+_NO_LIMIT = ("off", "none", "inf", "infinity", "no")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
                  "hr": 3600.0}
 
 
 def parse_duration(text: str | float | int) -> float:
     """Seconds of a duration: ``"90"`` / ``"90s"``, ``"5m"``, ``"1.5h"``, or a number of
-    seconds. Raises ``ValueError`` (saying what is accepted) for anything else or <= 0."""
+    seconds; ``"off"`` (or ``none``, ``inf``) is ``math.inf``, no limit. Raises
+    ``ValueError`` (saying what is accepted) for anything else or <= 0."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         seconds = float(text)
+    elif str(text).strip().lower() in _NO_LIMIT:
+        return math.inf
     else:
         m = _DURATION.match(str(text))
         if m is None:
-            raise ValueError(f"cannot read the duration {text!r}: write e.g. 90s, 5m or 1.5h")
+            raise ValueError(f"cannot read the duration {text!r}: write e.g. 90s, 5m, 1.5h or "
+                             "off")
         unit = m.group(2).lower() if m.group(2) else None
         seconds = float(m.group(1)) * _UNIT_SECONDS[unit]
-    if not math.isfinite(seconds) or seconds <= 0:
+    if math.isnan(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be positive, got {text!r}")
     return seconds
 
@@ -205,7 +246,10 @@ def format_duration(seconds: float) -> str:
 def resolve_config(cfg: Any, examples: int, recipe: Recipe) -> tuple[Any, Plan]:
     """``(cfg with every unset budget field filled in, the plan)``: ``cfg`` is a
     :class:`~streamrec.train.TrainConfig` whose :data:`BUDGET_FIELDS` left None are resolved
-    for ``examples`` training examples per epoch; fields already set are kept."""
+    for ``examples`` training examples per epoch; fields already set are kept (a
+    ``time_budget`` of 0 or ``inf``, "off", becomes None: no limit)."""
     plan = plan_budget(examples, recipe, {k: getattr(cfg, k) for k in BUDGET_FIELDS})
     filled = {k: getattr(plan, k) for k in BUDGET_FIELDS if getattr(cfg, k) is None}
+    if cfg.time_budget is not None and not 0 < cfg.time_budget < math.inf:
+        filled["time_budget"] = None
     return dataclasses.replace(cfg, **filled), plan

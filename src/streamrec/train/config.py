@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,12 @@ class TrainConfig(Options):
     eval_every: int | None = None
     #: wall-clock seconds of training at most (``--time-budget 5m``): epochs, validations and
     #: checkpoint writes; the run stops early enough for its last ones to fit; the best
-    #: epoch is kept
+    #: epoch is kept. None: the budget's default (10 minutes); 0 (``"off"``): no limit
     time_budget: float | None = None
+    #: with a time budget, shorten ``epochs`` (and the LR schedule with them) when the epochs
+    #: measured so far say the planned ones will not fit; False: keep the schedule and stop at
+    #: the deadline
+    fit_to_time_budget: bool = True
     seed: int = 0
     device: str = "cpu"
     #: ``fp32``, or ``bf16``: mixed precision, the forward pass and loss under
@@ -92,6 +97,8 @@ class TrainConfig(Options):
                 self.time_budget = parse_duration(self.time_budget)
             except ValueError as e:
                 raise ValueError(f"time_budget: {e}") from None
+        if isinstance(self.time_budget, float) and math.isinf(self.time_budget):
+            self.time_budget = 0.0  # "off": no limit
         super().__post_init__()
 
     def check(self) -> list[str]:
@@ -114,7 +121,7 @@ class TrainConfig(Options):
             *at_least("patience", self.patience, 0),
             *at_least("min_epochs", self.min_epochs, 0),
             *at_least("smooth", self.smooth, 1),
-            *at_least("time_budget", self.time_budget, 0, strict=True),
+            *at_least("time_budget", self.time_budget, 0),
             *one_of("metric_mode", self.metric_mode, ("max", "min")),
             *one_of("precision", self.precision, PRECISIONS),
             *at_least("eval_every", self.eval_every, 1),

@@ -219,6 +219,19 @@ def any_rank(flag: bool, dist: Dist | None) -> bool:
     return bool(t.item())
 
 
+def rank_min(value: int, dist: Dist | None) -> int:
+    """The smallest of the ranks' ``value`` (every rank calls; the same answer on all of
+    them: e.g. the epochs a time budget leaves, from each rank's own pace)."""
+    if dist is None or dist.world_size == 1:
+        return int(value)
+    import torch.distributed as tdist
+
+    t = torch.tensor([int(value)], dtype=torch.int64,
+                     device=dist.device if dist.backend == "nccl" else "cpu")
+    tdist.all_reduce(t, op=tdist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """Torch seed of rank ``rank`` for an epoch whose rank-0 seed is ``seed`` (rank 0 keeps it,
     so one process reproduces a run without ``--nproc``); other ranks draw their own dropout /

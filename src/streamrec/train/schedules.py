@@ -120,6 +120,16 @@ def _factor_fn(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return factor
 
 
+def refit_scheduler(scheduler: LRScheduler, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    """Make ``scheduler`` (from :func:`make_scheduler`) follow ``cfg`` from its current step on,
+    after ``cfg.epochs`` changed: a constant, step or cosine schedule is a function of the
+    step and ``cfg`` (the cosine now ends at the new last step); ``onecycle`` keeps its
+    length."""
+    if isinstance(scheduler, LambdaLR):
+        fn = _factor_fn(cfg, max(1, int(steps_per_epoch)))
+        scheduler.lr_lambdas = [fn] * len(scheduler.lr_lambdas)
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> LRScheduler:

@@ -237,6 +237,9 @@ class Trainer:
         #: the options with the budget's choices filled in (see :mod:`streamrec.train.budget`)
         self.cfg, self.plan = resolve_budget(cfg, model, train)
         cfg = self.cfg
+        #: the options as resolved, before a time budget shortens ``epochs`` (what a
+        #: checkpoint records and a resumption compares)
+        self.planned_cfg = cfg
         self.dist = dist if dist is not None and dist.world_size > 1 else None
         #: where a resume reads the checkpoint; run_dir (what this process writes) is None on
         #: every rank but 0
@@ -275,6 +278,8 @@ class Trainer:
         #: keeps back, with :data:`BUDGET_MARGIN`, for the last validation and checkpoint)
         self._valid_seconds = 0.0
         self._save_seconds = 0.0
+        #: wall time of each epoch's training steps (validation and write excluded)
+        self._step_seconds: list[float] = []
         self.train_seconds = 0.0
         #: pre-clip global grad norm of the latest step (0-d tensor on the model's device)
         self.last_grad_norm: torch.Tensor | None = None
@@ -380,20 +385,22 @@ class Trainer:
         if cfg.time_budget is not None:
             from streamrec.train.budget import format_duration
 
+            fitted = (", the schedule shortened to fit if the epochs will not"
+                      if cfg.fit_to_time_budget else "")
             self.console.print(f"[dim]time budget {format_duration(cfg.time_budget)}: "
-                               "training ends by then with its best validated epoch "
-                               "(--time-budget / time_budget to change)[/dim]",
+                               f"training ends by then with its best validated epoch{fitted} "
+                               "(--time-budget 1h / off to change)[/dim]",
                                highlight=False, soft_wrap=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         epochs_this_call = 0
         try:
-            while not finished and self.epoch + 1 < cfg.epochs:
+            while not finished and self.epoch + 1 < self.cfg.epochs:
                 epoch = self.epoch + 1
                 record = self._run_epoch(epoch)
                 epochs_this_call += 1
-                finished = self.should_stop or epoch + 1 >= cfg.epochs
-                self.stopped_early = self.should_stop and epoch + 1 < cfg.epochs
+                finished = self.should_stop or epoch + 1 >= self.cfg.epochs
+                self.stopped_early = self.should_stop and epoch + 1 < self.cfg.epochs
                 if self.run_dir is not None:
                     t_save = time.perf_counter()
                     save_checkpoint(self._checkpoint_state(finished),
@@ -539,6 +546,7 @@ class Trainer:
                 f"{self.steps_per_epoch} batches per epoch but batches() yielded {n_steps}; "
                 "the LR schedule assumes num_batches[/yellow]"
             )
+        self._step_seconds.append(time.perf_counter() - t0)
         record: dict[str, Any] = {
             "epoch": epoch,
             "loss": loss_sum / n_steps,
@@ -558,6 +566,8 @@ class Trainer:
                 self._update_best(epoch, logs)
         record["seconds"] = time.perf_counter() - t0
         self.train_seconds += record["seconds"]
+        if cfg.time_budget is not None and cfg.fit_to_time_budget and not self.out_of_time:
+            self._fit_schedule(epoch)
         # this epoch's checkpoint write counts too (as long as the last one took), and another
         # epoch must leave room for its validation and write
         if cfg.time_budget is not None and self._over_budget(
@@ -575,6 +585,43 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, record)
         return record
+
+    def _fit_schedule(self, epoch: int) -> None:
+        """After epoch ``epoch``: if the planned epochs will not fit in the time budget at the
+        pace measured so far (the mean of the last three epochs' steps, the longest validation
+        and checkpoint write), shorten the run to the epochs that do, and the LR schedule with
+        it (:func:`~streamrec.train.budget.fit_epochs`; never lengthened)."""
+        from streamrec.train.budget import fit_epochs, format_duration
+
+        cfg = self.cfg
+        if epoch + 1 >= cfg.epochs:
+            return
+        recent = self._step_seconds[-3:]
+        left = cfg.time_budget / (1.0 + BUDGET_MARGIN) - self.train_seconds - self._save_seconds
+        epochs = fit_epochs(epoch + 1, cfg.epochs, cfg.eval_every, left,
+                            sum(recent) / len(recent), self._valid_seconds, self._save_seconds)
+        if self.dist is not None:  # the ranks run the same epochs
+            from streamrec.train.distributed import rank_min
+
+            epochs = rank_min(epochs, self.dist)
+        if epochs >= cfg.epochs:
+            return
+        self.console.print(
+            f"[yellow]time budget {format_duration(cfg.time_budget)}: {cfg.epochs} epochs "
+            f"will not fit at {sum(recent) / len(recent):.1f}s an epoch (validation "
+            f"{self._valid_seconds:.1f}s); the schedule now ends after {epochs} epochs "
+            f"(--set epochs={epochs} repeats it, --time-budget off lifts the limit)[/yellow]",
+            highlight=False, soft_wrap=True)
+        self._set_epochs(epochs)
+
+    def _set_epochs(self, epochs: int) -> None:
+        """Run ``epochs`` epochs in all: the loop, the LR schedule (constant, step and cosine
+        are functions of the step and the epochs; onecycle keeps its length) follow."""
+        from streamrec.train.schedules import refit_scheduler
+
+        self.cfg = dataclasses.replace(self.cfg, epochs=int(epochs))
+        assert self.scheduler is not None
+        refit_scheduler(self.scheduler, self.cfg, self.steps_per_epoch)
 
     def _scheduler_step(self) -> None:
         sched = self.scheduler
@@ -709,7 +756,9 @@ class Trainer:
             "rng": get_rng_states(),
             "history": self.history,
             "train_seconds": self.train_seconds,
-            "config": self.cfg.to_dict(),
+            "config": self.planned_cfg.to_dict(),
+            "epochs": self.cfg.epochs,
+            "step_seconds": self._step_seconds,
         }
 
     def _restore(self) -> bool:
@@ -751,6 +800,9 @@ class Trainer:
         self.stopped_early = bool(state["stopped_early"])
         self.history = list(state["history"])
         self.train_seconds = float(state["train_seconds"])
+        self._step_seconds = list(state.get("step_seconds", []))
+        if int(state.get("epochs", self.cfg.epochs)) != self.cfg.epochs:
+            self._set_epochs(int(state["epochs"]))  # shortened by the time budget
         set_rng_states(state["rng"])
         if self.run_dir is not None:
             write_text_atomic(self._path(METRICS_FILE),
@@ -789,10 +841,20 @@ class Trainer:
             train_seconds=self.train_seconds,
             history=list(self.history),
             valid_tail_std=valid_tail_std(self.history, self.cfg.valid_metric),
-            budget=dataclasses.asdict(self.plan) if self.plan is not None else None,
+            budget=self._budget_report(),
             stop_reason=self.stop_reason if self.stopped_early else None,
             fit=report,
         )
+
+    def _budget_report(self) -> dict[str, Any] | None:
+        """The plan as a dict, with ``fitted_epochs``: the epochs the time budget left (None
+        when it did not shorten the run)."""
+        if self.plan is None:
+            return None
+        report = dataclasses.asdict(self.plan)
+        report["fitted_epochs"] = (self.cfg.epochs if self.cfg.epochs != self.plan.epochs
+                                   else None)
+        return report
 
     def _fit_after_loop(self) -> dict[str, Any] | None:
         """The contract's closed-form step of a trained model: ``model.fit(train, validate)``
