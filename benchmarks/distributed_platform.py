@@ -36,12 +36,14 @@ from typing import Any
 MODELS: dict[str, list[str]] = {
     "mf": ["dim=64"],
     "two-tower": ["text_encoder=none", "dim=64", "id_dim=64"],
-    "transformer": ["d_model=64", "max_len=50", "loss=sampled", "n_negatives=1024"],
+    "transformer": ["d_model=64", "max_len=50", "loss=sampled", "n_negatives=1024",
+                    "proposal=uniform"],
 }
 QUICK_MODELS: dict[str, list[str]] = {
     "mf": ["dim=8"],
     "two-tower": ["text_encoder=none", "dim=8", "id_dim=8"],
-    "transformer": ["d_model=8", "n_heads=2", "max_len=10", "loss=sampled", "n_negatives=16"],
+    "transformer": ["d_model=8", "n_heads=2", "max_len=10", "loss=sampled", "n_negatives=16",
+                    "proposal=uniform"],
 }
 
 

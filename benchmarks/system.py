@@ -222,7 +222,7 @@ def latency200k() -> dict[str, Any]:
         generate_world(cfg, data, seed=0)
     runs = {
         "transformer": ("transformer", ["epochs=1", "loss=sampled", "n_negatives=512",
-                                        "batch_size=256"]),
+                                        "proposal=uniform", "batch_size=256"]),
         "lightgcn": ("lightgcn", ["epochs=1"]),
         "two-tower": ("two-tower", ["epochs=1", "text_encoder=none", "index=ivf"]),
         "tfidf-svd": ("tfidf-svd", []),

@@ -172,7 +172,7 @@ def test_first_positions_hand_case():
 def test_repeat_bias_logits_match_a_loop(loss):
     torch.manual_seed(0)
     ds = chain_dataset(n_items=12)
-    cfg = TransformerConfig(d_model=16, max_len=6, dropout=0.0, loss=loss)
+    cfg = TransformerConfig(d_model=16, max_len=6, dropout=0.0, loss=loss, proposal="uniform")
     model = TransformerModel(cfg, ds).eval()
     with torch.no_grad():
         model.repeat.fill_(1.7)
@@ -289,3 +289,12 @@ def test_explain_rows_sum_to_one_and_round_trip(tmp_path):
     assert recs[0]["item"] == "i6"
     scores = loaded.model.score_session(Session(np.array([3, 4, 5])))
     assert scores.shape == (ds.n_items,)
+
+
+def test_auto_loss_is_the_full_softmax_on_small_catalogues_sampled_on_large_ones():
+    from streamrec.models.sequential import FULL_SOFTMAX_ITEMS, resolve_loss
+
+    assert TransformerConfig().loss == "auto"
+    assert resolve_loss("auto", FULL_SOFTMAX_ITEMS) == "ce"
+    assert resolve_loss("auto", FULL_SOFTMAX_ITEMS + 1) == "sampled"
+    assert resolve_loss("ce", 10**6) == "ce" and resolve_loss("sampled", 10) == "sampled"
