@@ -206,17 +206,22 @@ def all_mean(value: float, dist: Dist | None) -> float:
     return float(t.item()) / dist.world_size
 
 
+def _all_reduce_int(value: int, dist: Dist, op: str) -> int:
+    """``value`` reduced over the ranks with ``torch.distributed.ReduceOp.<op>``."""
+    import torch.distributed as tdist
+
+    t = torch.tensor([int(value)], dtype=torch.int64,
+                     device=dist.device if dist.backend == "nccl" else "cpu")
+    tdist.all_reduce(t, op=getattr(tdist.ReduceOp, op))
+    return int(t.item())
+
+
 def any_rank(flag: bool, dist: Dist | None) -> bool:
     """Whether ``flag`` is true on any rank (every rank calls; the same answer on all of them:
     a decision such as "the time budget ran out" that the ranks must take together)."""
     if dist is None or dist.world_size == 1:
         return flag
-    import torch.distributed as tdist
-
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32,
-                     device=dist.device if dist.backend == "nccl" else "cpu")
-    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
-    return bool(t.item())
+    return bool(_all_reduce_int(1 if flag else 0, dist, "MAX"))
 
 
 def rank_min(value: int, dist: Dist | None) -> int:
@@ -224,12 +229,7 @@ def rank_min(value: int, dist: Dist | None) -> int:
     them: e.g. the epochs a time budget leaves, from each rank's own pace)."""
     if dist is None or dist.world_size == 1:
         return int(value)
-    import torch.distributed as tdist
-
-    t = torch.tensor([int(value)], dtype=torch.int64,
-                     device=dist.device if dist.backend == "nccl" else "cpu")
-    tdist.all_reduce(t, op=tdist.ReduceOp.MIN)
-    return int(t.item())
+    return _all_reduce_int(value, dist, "MIN")
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -597,9 +597,10 @@ class Trainer:
         if epoch + 1 >= cfg.epochs:
             return
         recent = self._step_seconds[-3:]
+        pace = sum(recent) / len(recent)
         left = cfg.time_budget / (1.0 + BUDGET_MARGIN) - self.train_seconds - self._save_seconds
-        epochs = fit_epochs(epoch + 1, cfg.epochs, cfg.eval_every, left,
-                            sum(recent) / len(recent), self._valid_seconds, self._save_seconds)
+        epochs = fit_epochs(epoch + 1, cfg.epochs, cfg.eval_every, left, pace,
+                            self._valid_seconds, self._save_seconds)
         if self.dist is not None:  # the ranks run the same epochs
             from streamrec.train.distributed import rank_min
 
@@ -608,7 +609,7 @@ class Trainer:
             return
         self.console.print(
             f"[yellow]time budget {format_duration(cfg.time_budget)}: {cfg.epochs} epochs "
-            f"will not fit at {sum(recent) / len(recent):.1f}s an epoch (validation "
+            f"will not fit at {pace:.1f}s an epoch (validation "
             f"{self._valid_seconds:.1f}s); the schedule now ends after {epochs} epochs "
             f"(--set epochs={epochs} repeats it, --time-budget off lifts the limit)[/yellow]",
             highlight=False, soft_wrap=True)
