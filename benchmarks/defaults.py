@@ -205,6 +205,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| dataset | interactions | model | NDCG@10 default | NDCG@10 best | default / "
              "best | NDCG@10 pop | beats pop | default s (epochs) | batch x steps |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    failures: list[str] = []
     for d in datasets:
         pop = by.get((d, "pop", "default"))
         p = pop["metrics"].get("ndcg@10") if pop else None
@@ -217,7 +218,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             b = dr.get("budget") if dr else None
             plan = f"{b['batch_size']} x {b['total_steps']}" if b else "–"
             secs = "–"
-            if dr:
+            if dr and dr.get("error"):
+                secs = "failed (below)"
+                failures.append(f"* {d}, {m}: {dr['error']}")
+            elif dr:
                 mark = " †" if dr.get("stop_reason") == "time budget" else ""
                 fitted = (b or {}).get("fitted_epochs")
                 if fitted:
@@ -225,6 +229,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 secs = f"{dr['train_seconds']:.0f} ({dr['epochs_run']}){mark}"
             lines.append(f"| {d} | {by_size(rows, d):,} | {m} | {fmt(dv)} | {fmt(bv)} | {ratio} "
                          f"| {fmt(p)} | {beats} | {secs} | {plan} |")
+    if failures:
+        lines += ["", "Runs that failed (the model cannot train on that data set):", *failures]
     return "\n".join(lines)
 
 
