@@ -198,9 +198,10 @@ def test_cfgan_has_a_default_time_budget_that_an_option_replaces() -> None:
     assert build_configs("cfgan", overrides=["time_budget=off"])[1].time_budget == 0.0
 
 
-def test_a_gan_step_moves_only_its_own_player(small_ds: Dataset) -> None:
+@pytest.mark.parametrize("columns", ["all", 5])
+def test_a_gan_step_moves_only_its_own_player(small_ds: Dataset, columns: str | int) -> None:
     torch.manual_seed(0)
-    model = CFGAN(CFGANConfig(g_hidden=[8], d_hidden=[8]), small_ds)
+    model = CFGAN(CFGANConfig(g_hidden=[8], d_hidden=[8], columns=columns), small_ds)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     batches = list(model.batches(small_ds, 16, np.random.default_rng(0)))
     assert {b.player for b in batches} == {"D", "G"} and len(batches) == model.num_batches(
@@ -224,6 +225,47 @@ def test_a_gan_step_moves_only_its_own_player(small_ds: Dataset) -> None:
         assert not changed(g0 if player == "D" else d0, other)
     logs = model.epoch_logs()
     assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake"}
+
+
+def test_cfgan_on_sampled_columns_is_the_full_game_restricted_to_them(small_ds: Dataset) -> None:
+    torch.manual_seed(0)
+    model = CFGAN(CFGANConfig(g_hidden=[8], d_hidden=[8], g_l2=1e-3), small_ds)
+    next(iter(model.batches(small_ds, 16, np.random.default_rng(0))))  # the training rows
+    users = torch.arange(4)
+    full = model.train_rows(users)
+    n = small_ds.n_items
+    # a subset holding the batch's purchases: G's outputs and D's logits are the full ones
+    bought = torch.nonzero(full.sum(0)).flatten()
+    cols = torch.unique(torch.cat([bought, torch.randperm(n)[:3]]))
+    assert len(cols) < n
+    torch.testing.assert_close(model.generate(full, cols), model.generate(full)[:, cols])
+    r = torch.rand(4, n) * torch.isin(torch.arange(n), cols)  # zero outside the columns
+    torch.testing.assert_close(model.discriminate(r[:, cols], full[:, cols], cols=cols),
+                               model.discriminate(r, full))
+    # every column "sampled": each player's loss is the full game's, ZR's scale is 1
+    for player in ("D", "G"):
+        losses = []
+        for sampled in (False, True):
+            model._columns = (lambda u: torch.arange(n)) if sampled else (lambda u: None)
+            torch.manual_seed(1)
+            losses.append(model.loss(GanBatch(player, users)))
+        torch.testing.assert_close(losses[1], losses[0])
+
+
+def test_cfgan_columns_option() -> None:
+    from streamrec.common import OptionsError
+    from streamrec.models.cfgan import AUTO_ALL_ITEMS, AUTO_COLUMNS
+
+    assert CFGANConfig().sampled_columns(10**6) is None  # the default: every column
+    auto = CFGANConfig(columns="auto")
+    assert auto.sampled_columns(AUTO_ALL_ITEMS) is None
+    assert auto.sampled_columns(AUTO_ALL_ITEMS + 1) == AUTO_COLUMNS
+    assert CFGANConfig(columns="all").sampled_columns(10**6) is None
+    assert CFGANConfig(columns=100).sampled_columns(1000) == 100
+    assert CFGANConfig(columns=100).sampled_columns(100) is None  # all of them anyway
+    for bad in (0, "some", 2.5):
+        with pytest.raises(OptionsError, match="columns"):
+            CFGANConfig(columns=bad)
 
 
 def test_ldiffrec_groups_items_and_learns(tiny: Dataset) -> None:

@@ -160,6 +160,25 @@ def test_time_budget_fits_the_schedule_to_the_epochs_that_fit(tmp_path):
     assert max(r["lr"] for r in res.history) > 0.5 * base_lr
 
 
+@pytest.mark.parametrize("warmup", [0.0, 3.0])
+def test_time_budget_fits_long_epochs_before_the_first_one_ends(tmp_path, monkeypatch, warmup):
+    # batch 4: 75 steps of 20 ms, 1.5 s an epoch; 5 epochs do not fit in 2.5 s. The first
+    # epoch is projected from its first 10 steps and the run fitted to 1 epoch then, so the
+    # cosine ends inside that epoch (after the epoch it would be too late: its steps are done);
+    # a warm-up longer than the fitted run becomes its first half
+    from streamrec.train import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "EARLY_FIT_STEPS", 10)
+    res, out, _ = _train_with_budget(tmp_path, 2.5, epochs=5, batch_size=4,
+                                     fit_to_time_budget=True, schedule="cosine",
+                                     min_lr_ratio=0.01, warmup_epochs=warmup)
+    assert res.budget["fitted_epochs"] == 1 and res.epochs_run == 1
+    assert "from its first 10 steps" in out and res.stop_reason is None
+    from test_trainer import cfg
+
+    assert res.history[-1]["lr"] == pytest.approx(0.01 * cfg().lr, rel=0.1)
+
+
 def test_time_budget_fit_survives_a_resume(tmp_path):
     import io
 

@@ -69,6 +69,12 @@ SUMMARY_METRICS = ("recall@20", "ndcg@20", "auc", "logloss")
 #: share added to the time the budget keeps back for the last validation and checkpoint write
 #: (they vary from one to the next)
 BUDGET_MARGIN = 0.1
+#: the first epoch of a run with a time budget is projected from its steps after this many
+#: (the pace measured from step :data:`EARLY_FIT_SKIP` on, past the first steps' allocations),
+#: so a run whose epochs are long is fitted before its first epoch ends; epochs of fewer than
+#: four times this many steps wait for the epoch's end
+EARLY_FIT_STEPS = 50
+EARLY_FIT_SKIP = 5
 
 
 class TrainingInterrupted(RuntimeError):
@@ -481,6 +487,11 @@ class Trainer:
             transient=True,
             disable=not (cfg.progress and self.console.is_terminal),
         )
+        # the first epoch of a fresh run is fitted to the time budget part way through
+        early_fit_at = (EARLY_FIT_STEPS if cfg.time_budget is not None and cfg.fit_to_time_budget
+                        and not self._step_seconds and epoch + 1 < cfg.epochs
+                        and self.steps_per_epoch >= 4 * EARLY_FIT_STEPS else -1)
+        t_skip = t0
         with progress:
             task = progress.add_task("train", total=self.steps_per_epoch, epoch=epoch,
                                      loss="-", lr=step_lr)
@@ -519,6 +530,12 @@ class Trainer:
                 self.global_step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, step, losses[-1])
+                if step + 1 == EARLY_FIT_SKIP:
+                    t_skip = time.perf_counter()
+                if step + 1 == early_fit_at:  # project the epoch from its steps so far
+                    pace = (time.perf_counter() - t_skip) / (step + 1 - EARLY_FIT_SKIP)
+                    self._fit_schedule(epoch, pace * self.steps_per_epoch,
+                                       f"its first {step + 1} steps")
                 # stop early enough for the last validation and checkpoint to fit in too, and
                 # before a step (as long as the epoch's mean one) would leave them no room
                 if cfg.time_budget is not None:
@@ -567,7 +584,8 @@ class Trainer:
         record["seconds"] = time.perf_counter() - t0
         self.train_seconds += record["seconds"]
         if cfg.time_budget is not None and cfg.fit_to_time_budget and not self.out_of_time:
-            self._fit_schedule(epoch)
+            recent = self._step_seconds[-3:]
+            self._fit_schedule(epoch + 1, sum(recent) / len(recent), "the last epochs")
         # this epoch's checkpoint write counts too (as long as the last one took), and another
         # epoch must leave room for its validation and write
         if cfg.time_budget is not None and self._over_budget(
@@ -586,20 +604,21 @@ class Trainer:
             cb.on_epoch_end(self, epoch, record)
         return record
 
-    def _fit_schedule(self, epoch: int) -> None:
-        """After epoch ``epoch``: if the planned epochs will not fit in the time budget at the
-        pace measured so far (the mean of the last three epochs' steps, the longest validation
-        and checkpoint write), shorten the run to the epochs that do, and the LR schedule with
-        it (:func:`~streamrec.train.budget.fit_epochs`; never lengthened)."""
+    def _fit_schedule(self, done: int, pace: float, measured: str) -> None:
+        """With ``done`` epochs complete and counted in ``train_seconds`` (an epoch in progress
+        is not, and is projected whole): if the planned epochs will not fit in the time budget
+        at ``pace`` seconds of steps an epoch (measured on ``measured``: the mean of the last
+        three epochs, or the first steps of the first epoch) with the longest validation and
+        checkpoint write so far, shorten the run to the epochs that do, and the LR schedule
+        with it (:func:`~streamrec.train.budget.fit_epochs`; never lengthened)."""
         from streamrec.train.budget import fit_epochs, format_duration
 
         cfg = self.cfg
-        if epoch + 1 >= cfg.epochs:
+        if done >= cfg.epochs:
             return
-        recent = self._step_seconds[-3:]
-        pace = sum(recent) / len(recent)
-        left = cfg.time_budget / (1.0 + BUDGET_MARGIN) - self.train_seconds - self._save_seconds
-        epochs = fit_epochs(epoch + 1, cfg.epochs, cfg.eval_every, left, pace,
+        spent = self.train_seconds + self._save_seconds
+        left = cfg.time_budget / (1.0 + BUDGET_MARGIN) - spent
+        epochs = fit_epochs(done, cfg.epochs, cfg.eval_every, left, pace,
                             self._valid_seconds, self._save_seconds)
         if self.dist is not None:  # the ranks run the same epochs
             from streamrec.train.distributed import rank_min
@@ -609,7 +628,7 @@ class Trainer:
             return
         self.console.print(
             f"[yellow]time budget {format_duration(cfg.time_budget)}: {cfg.epochs} epochs "
-            f"will not fit at {pace:.1f}s an epoch (validation "
+            f"will not fit at {pace:.1f}s an epoch (from {measured}; validation "
             f"{self._valid_seconds:.1f}s); the schedule now ends after {epochs} epochs "
             f"(--set epochs={epochs} repeats it, --time-budget off lifts the limit)[/yellow]",
             highlight=False, soft_wrap=True)
@@ -617,10 +636,15 @@ class Trainer:
 
     def _set_epochs(self, epochs: int) -> None:
         """Run ``epochs`` epochs in all: the loop, the LR schedule (constant, step and cosine
-        are functions of the step and the epochs; onecycle keeps its length) follow."""
+        are functions of the step and the epochs; onecycle keeps its length) follow. The
+        warm-up keeps its steps (it is there for the optimizer's first steps), up to half of
+        the shorter run (the rest is left to the schedule's decay)."""
         from streamrec.train.schedules import refit_scheduler
 
-        self.cfg = dataclasses.replace(self.cfg, epochs=int(epochs))
+        warmup = self.cfg.warmup_epochs
+        self.cfg = dataclasses.replace(
+            self.cfg, epochs=int(epochs),
+            warmup_epochs=None if warmup is None else min(warmup, epochs / 2))
         assert self.scheduler is not None
         refit_scheduler(self.scheduler, self.cfg, self.steps_per_epoch)
 
