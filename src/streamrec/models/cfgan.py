@@ -201,12 +201,11 @@ class _HalfSquaredNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, *params: Tensor) -> Tensor:
         ctx.save_for_backward(*params)
-        norms = torch._foreach_norm(params)
-        return torch.stack(norms).pow(2).sum() / 2
+        return torch.stack([torch.linalg.vector_norm(p) for p in params]).pow(2).sum() / 2
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, ...]:
-        return tuple(torch._foreach_mul(ctx.saved_tensors, grad))
+        return tuple(p * grad for p in ctx.saved_tensors)
 
 
 def half_l2(module: nn.Module) -> Tensor:
