@@ -136,8 +136,10 @@ def test_time_budget_counts_checkpoint_writes_and_keeps_their_time_back(tmp_path
     assert res.train_seconds >= sum(r["seconds"] for r in res.history) + 0.15 * res.epochs_run
 
 
-def test_time_budget_shorter_than_an_epoch_still_validates(tmp_path):
-    res, out, _ = _train_with_budget(tmp_path, 0.05)
+@pytest.mark.parametrize("epochs", [100, 1])
+def test_time_budget_shorter_than_an_epoch_still_validates(tmp_path, epochs):
+    # also when that epoch is the only one planned: the deadline, not the plan, ended it
+    res, out, _ = _train_with_budget(tmp_path, 0.05, epochs=epochs)
     assert res.epochs_run == 1 and res.best_epoch == 0 and res.best_metric is not None
     assert res.stop_reason == "time budget" and "time budget" in out
 

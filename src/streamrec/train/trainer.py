@@ -280,6 +280,8 @@ class Trainer:
         self.stop_reason: str | None = None
         #: set when ``cfg.time_budget`` ran out (the epoch in progress ends at once)
         self.out_of_time = False
+        #: the deadline ended an epoch part way (the last planned one included)
+        self.cut_short = False
         #: wall time of the longest validation and checkpoint write so far (what the budget
         #: keeps back, with :data:`BUDGET_MARGIN`, for the last validation and checkpoint)
         self._valid_seconds = 0.0
@@ -406,7 +408,8 @@ class Trainer:
                 record = self._run_epoch(epoch)
                 epochs_this_call += 1
                 finished = self.should_stop or epoch + 1 >= self.cfg.epochs
-                self.stopped_early = self.should_stop and epoch + 1 < self.cfg.epochs
+                self.stopped_early = self.should_stop and (epoch + 1 < self.cfg.epochs
+                                                           or self.cut_short)
                 if self.run_dir is not None:
                     t_save = time.perf_counter()
                     save_checkpoint(self._checkpoint_state(finished),
@@ -542,7 +545,7 @@ class Trainer:
                     now = time.perf_counter() - t0
                     if self._over_budget(self.train_seconds + now * (step + 2) / (step + 1)
                                          + self._reserve()):
-                        self.out_of_time = True
+                        self.out_of_time = self.cut_short = True
                         break
             if step < 0:
                 raise RuntimeError(
