@@ -263,13 +263,8 @@ class CFGAN(UserBatches, Recommender):
         ``r`` and ``c`` are [B, S], those items' columns of vectors that are zero elsewhere:
         D's first layer reads only its weights of those columns (the same logits)."""
         x = torch.cat([r, c], dim=-1)
-        in_cols = None if cols is None else torch.cat([cols, cols + self.generator_items])
+        in_cols = None if cols is None else torch.cat([cols, cols + self.n_items])
         return run_mlp(self.discriminator, x, in_cols=in_cols, frozen=frozen).squeeze(-1)
-
-    @property
-    def generator_items(self) -> int:
-        """Items in a purchase vector (G's output width)."""
-        return self.discriminator[0].in_features // 2
 
     def _negatives(self, c: Tensor, ratio: float) -> Tensor:
         """A float mask shaped like ``c``: each unpurchased item with probability ``ratio``."""
@@ -278,7 +273,7 @@ class CFGAN(UserBatches, Recommender):
     def _columns(self, users: Tensor) -> Tensor | None:
         """The columns of one training step (``config.columns``): None (every item), or the
         sorted items int64 [S'] the batch's ``users`` purchased and ``S`` drawn uniformly."""
-        size = self.config.sampled_columns(self.generator_items)
+        size = self.config.sampled_columns(self.n_items)
         if size is None:
             return None
         rows = self._train_user_rows
