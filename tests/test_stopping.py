@@ -64,23 +64,26 @@ class SlowMF:
     """Factory of the trainer tests' toy MF whose every step takes 20 ms."""
 
     @staticmethod
-    def make():
+    def make(delay=lambda step: 0.02):
+        """``delay(step)``: seconds slept by the loss call of global step ``step``."""
+        import itertools
         import time
 
         from test_trainer import make_model
 
         model = make_model()
         loss = model.loss
+        steps = itertools.count()
 
         def slow_loss(batch):
-            time.sleep(0.02)
+            time.sleep(delay(next(steps)))
             return loss(batch)
 
         model.loss = slow_loss
         return model
 
 
-def _train_with_budget(tmp_path, seconds, epochs=100, **kw):
+def _train_with_budget(tmp_path, seconds, epochs=100, delay=lambda step: 0.02, **kw):
     import io
 
     from rich.console import Console
@@ -90,7 +93,7 @@ def _train_with_budget(tmp_path, seconds, epochs=100, **kw):
 
     values = iter(np.linspace(0.1, 0.9, 1000))  # every validation a new best
     console = Console(file=io.StringIO(), width=200)
-    model = SlowMF.make()
+    model = SlowMF.make(delay)
     options = dict(epochs=epochs, valid_metric="ndcg@20", patience=5, time_budget=seconds,
                    fit_to_time_budget=False)
     options.update(kw)
@@ -181,6 +184,25 @@ def test_time_budget_fits_long_epochs_before_the_first_one_ends(tmp_path, monkey
     assert res.history[-1]["lr"] == pytest.approx(0.01 * cfg().lr, rel=0.1)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_time_budget_lengthens_a_fitted_run_when_its_epochs_get_faster(tmp_path, schedule):
+    # 5 steps an epoch: 80 ms a step in the first two epochs (0.4 s an epoch), then 4 ms. The
+    # slow epochs fit the run to a few; once the last three epochs are fast, a constant
+    # schedule is lengthened again (its LR does not depend on the run's length), a cosine one
+    # (whose LR would rise part way) keeps its shortened end
+    res, out, _ = _train_with_budget(tmp_path, 2.5, epochs=100, schedule=schedule,
+                                     fit_to_time_budget=True,
+                                     delay=lambda step: 0.08 if step < 10 else 0.004)
+    assert "will not fit" in out
+    first_fit = int(out.split("the schedule now ends after ")[1].split()[0])
+    assert first_fit < 10
+    if schedule == "constant":
+        assert "more than" in out and res.epochs_run > first_fit + 5
+    else:
+        assert "more than" not in out and res.epochs_run <= first_fit
+    assert res.train_seconds <= 2.5 + 0.1
+
+
 def test_time_budget_fit_survives_a_resume(tmp_path):
     import io
 
@@ -220,10 +242,11 @@ def test_cli_time_budget(tiny_dir, tmp_path):
 
     runner = CliRunner()
     run = tmp_path / "run"
-    # far more epochs than 1 s allows on any machine, so the budget is what ends training
+    # far more epochs than 3 s allows on any machine, so the budget is what ends training (3 s:
+    # an epoch takes well under one, also on a loaded machine)
     r = runner.invoke(app, ["train", "mf", "--data", str(tiny_dir), "--out", str(run), "--quiet",
                             "--set", "epochs=100000", "--set", "patience=100000",
-                            "--time-budget", "1s"], catch_exceptions=False)
+                            "--time-budget", "3s"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     results = __import__("json").loads((run / "results.json").read_text())
     fitted = results["train"]["budget"]["fitted_epochs"]

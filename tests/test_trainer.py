@@ -242,6 +242,25 @@ def test_train_in_memory_learns_and_writes_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_training_flushes_denormals_and_puts_ieee_arithmetic_back():
+    # denormal floats read as zero inside the training loop (they slow x86 arithmetic 10-200x),
+    # and outside it they are representable again (IEEE-754, e.g. for property-based tests)
+    from streamrec.train import Callback
+    from streamrec.train.trainer import flushing_denormals
+
+    seen = []
+
+    class Probe(Callback):
+        def on_epoch_end(self, trainer, epoch, record):
+            seen.append(flushing_denormals())
+
+    assert not flushing_denormals()
+    train_model(make_model(), tiny_dataset(), cfg(epochs=2), validate=make_validate(),
+                callbacks=[Probe()])
+    assert seen == [True, True] and not flushing_denormals()
+    assert torch.tensor(1e-39).item() > 0
+
+
 def test_bf16_precision_trains_close_to_float32_with_float32_weights():
     runs = {}
     for precision in ("fp32", "bf16"):

@@ -24,11 +24,12 @@ See ``docs/training.md`` for the options table and the checkpoint format.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ BUDGET_MARGIN = 0.1
 #: four times this many steps wait for the epoch's end
 EARLY_FIT_STEPS = 50
 EARLY_FIT_SKIP = 5
+#: LR schedules whose factor at a step does not depend on the run's length: a run fitted
+#: shorter under one of them is lengthened again (up to its planned epochs) when later epochs
+#: are faster than the ones it was fitted on; under cosine and onecycle a longer run would
+#: raise the learning rate part way, so those runs are only ever shortened
+LENGTHENABLE_SCHEDULES = ("constant", "step")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -193,6 +199,34 @@ def precision_context(cfg: TrainConfig, device: torch.device) -> torch.autocast:
 def as_float32(loss: torch.Tensor) -> torch.Tensor:
     """A loss autocast left in bfloat16, as float32 (any other dtype unchanged)."""
     return loss.float() if loss.dtype == torch.bfloat16 else loss
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero (a float32 below 1.2e-38 reads 0)."""
+    return torch.tensor(1e-39, dtype=torch.float32).item() == 0.0
+
+
+@contextlib.contextmanager
+def denormals_flushed(device: torch.device) -> Iterator[None]:
+    """Flush denormal floats to zero while training on the CPU, as it was after.
+
+    A weight or an Adam moment that an L2 term shrinks geometrically (an input column few
+    batches read) sinks below float32's smallest normal number, 1.2e-38, where x86 arithmetic
+    is 10-200x slower: CFGAN's epochs on the m0 world slowed from 23 s to 65 s in four epochs
+    as 44% of its generator's input weights went denormal; flushed, they stay at 23-30 s, with
+    the same losses. Torch's CPU worker threads take the setting when they start (the first
+    parallel operation, in a fresh process: inside the first fit); in a process that ran
+    parallel torch work before, those threads keep theirs (slower, not wrong). The calling
+    thread's setting is put back after, so IEEE-754 arithmetic outside training is unchanged.
+    """
+    if device.type != "cpu" or flushing_denormals():
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -318,7 +352,8 @@ class Trainer:
             if resume:
                 self.console.print("[dim]closed-form model: nothing to resume, fitting[/dim]")
             return self._fit_closed_form()
-        return self._fit_loop(resume)
+        with denormals_flushed(self.device):
+            return self._fit_loop(resume)
 
     # ------------------------------------------------------------------ closed form
     def _fit_closed_form(self) -> TrainResult:
@@ -613,28 +648,35 @@ class Trainer:
         at ``pace`` seconds of steps an epoch (measured on ``measured``: the mean of the last
         three epochs, or the first steps of the first epoch) with the longest validation and
         checkpoint write so far, shorten the run to the epochs that do, and the LR schedule
-        with it (:func:`~streamrec.train.budget.fit_epochs`; never lengthened)."""
+        with it (:func:`~streamrec.train.budget.fit_epochs`). Under a schedule that does not
+        depend on the run's length (:data:`LENGTHENABLE_SCHEDULES`) a run fitted shorter is
+        lengthened again, up to its planned epochs, when the pace has since quickened."""
         from streamrec.train.budget import fit_epochs, format_duration
 
         cfg = self.cfg
-        if done >= cfg.epochs:
+        limit = (max(cfg.epochs, self.planned_cfg.epochs)
+                 if cfg.schedule in LENGTHENABLE_SCHEDULES else cfg.epochs)
+        if done >= limit:
             return
         spent = self.train_seconds + self._save_seconds
         left = cfg.time_budget / (1.0 + BUDGET_MARGIN) - spent
-        epochs = fit_epochs(done, cfg.epochs, cfg.eval_every, left, pace,
+        epochs = fit_epochs(done, limit, cfg.eval_every, left, pace,
                             self._valid_seconds, self._save_seconds)
         if self.dist is not None:  # the ranks run the same epochs
             from streamrec.train.distributed import rank_min
 
             epochs = rank_min(epochs, self.dist)
-        if epochs >= cfg.epochs:
+        # fit_epochs always grants one more epoch: past the run's end only one that fits
+        fits = epochs > done + 1 or left >= pace + self._save_seconds + self._valid_seconds
+        if epochs == cfg.epochs or (epochs > cfg.epochs and not fits):
             return
+        change = (f"{cfg.epochs} epochs will not fit" if epochs < cfg.epochs else
+                  f"more than {cfg.epochs} epochs fit now")
         self.console.print(
-            f"[yellow]time budget {format_duration(cfg.time_budget)}: {cfg.epochs} epochs "
-            f"will not fit at {pace:.1f}s an epoch (from {measured}; validation "
-            f"{self._valid_seconds:.1f}s); the schedule now ends after {epochs} epochs "
-            f"(--set epochs={epochs} repeats it, --time-budget off lifts the limit)[/yellow]",
-            highlight=False, soft_wrap=True)
+            f"[yellow]time budget {format_duration(cfg.time_budget)}: {change} at "
+            f"{pace:.1f}s an epoch (from {measured}; validation {self._valid_seconds:.1f}s); "
+            f"the schedule now ends after {epochs} epochs (--set epochs={epochs} repeats it, "
+            f"--time-budget off lifts the limit)[/yellow]", highlight=False, soft_wrap=True)
         self._set_epochs(epochs)
 
     def _set_epochs(self, epochs: int) -> None:
