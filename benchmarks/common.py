@@ -14,6 +14,21 @@ from streamrec.train import Callback
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _flush_denormals() -> None:
+    """Denormal floats flush to zero in a benchmark's process from its start (every benchmark
+    imports this module first). The trainer flushes them while it trains, but torch's CPU
+    worker threads take the setting only when they start, and a benchmark that runs a
+    closed-form model or an evaluation first starts them outside training: CFGAN's m0 row
+    then trained 8 epochs in its 10 minutes instead of 19 (``docs/training.md``, "Denormal
+    floats")."""
+    import torch
+
+    torch.set_flush_denormal(True)
+
+
+_flush_denormals()
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import torch
