@@ -19,7 +19,7 @@ def _flush_denormals() -> None:
     imports this module first). The trainer flushes them while it trains, but torch's CPU
     worker threads take the setting only when they start, and a benchmark that runs a
     closed-form model or an evaluation first starts them outside training: CFGAN's m0 row
-    then trained 8 epochs in its 10 minutes instead of 19 (``docs/training.md``, "Denormal
+    then trained 8 epochs in its 10 minutes instead of 23 (``docs/training.md``, "Denormal
     floats")."""
     import torch
 
